@@ -1,0 +1,83 @@
+"""The ``proxmox-vm-operator`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from .simulator import Simulator
+
+    tokens: dict[str, str] = {}
+    for token in args.token:
+        token_id, sep, secret = token.rpartition("=")
+        if not sep or "!" not in token_id:
+            print(
+                "--token must look like 'user@realm!name=SECRET'",
+                file=sys.stderr,
+            )
+            return 2
+        tokens[token_id] = secret
+    simulator = Simulator(
+        nodes=[n for n in args.nodes.split(",") if n],
+        tokens=tokens,
+        host=args.host,
+        port=args.port,
+        time_scale=args.time_scale,
+        cert_dir=args.cert_dir,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with simulator:
+        print(f"endpoint: {simulator.endpoint}", flush=True)
+        print(f"ca-file: {simulator.ca_file}", flush=True)
+        print(f"nodes: {args.nodes}", flush=True)
+        print(f"tokens: {', '.join(tokens) or '(none)'}", flush=True)
+        stop.wait()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proxmox-vm-operator",
+        description="Reconcile Proxmox VE virtual machines from ProxmoxVM custom resources.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sim = commands.add_parser(
+        "simulator", help="serve the Proxmox VE API simulator over TLS (tests, demo, benchmarks)"
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8006)
+    sim.add_argument("--nodes", default="pve1", help="comma-separated node names")
+    sim.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="USER@REALM!NAME=SECRET",
+        help="an API token the simulator accepts (repeatable)",
+    )
+    sim.add_argument("--cert-dir", default=None, help="where to write ca.pem and the server cert")
+    sim.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second (0: tasks finish at once)",
+    )
+    sim.set_defaults(run=_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""A Proxmox VE API simulator, served over TLS, for tests, the demo and benchmarks.
+
+It shares no code with the operator's Proxmox client: it is written from the Proxmox VE
+sources' behaviour (see the project's research notes), so tests of the client are tests
+against an independent implementation.
+"""
+
+from .api import RecordedRequest
+from .faults import Unreachable
+from .server import Simulator
+from .state import GuestBehaviour, Timings
+
+__all__ = ["GuestBehaviour", "RecordedRequest", "Simulator", "Timings", "Unreachable"]

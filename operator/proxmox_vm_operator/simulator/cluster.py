@@ -1,0 +1,887 @@
+"""The behaviour of a Proxmox VE cluster on the paths the operator uses.
+
+Each method is one API call. Its synchronous checks raise :class:`ApiError` (an HTTP error);
+everything after the worker is forked runs in a task and fails as :class:`TaskError`, exactly
+where qemu-server fails (research/proxmox-api.md §4): that split is what a client must get right.
+All methods run on the simulator's event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from .clock import SimClock, WaitTimedOut
+from .errors import ApiError, TaskError, config_missing, flock_timeout, param_error, vm_locked
+from .faults import Faults
+from .schema import InvalidValue, normalize_tags
+from .state import (
+    CLOUD_INIT_KEYS,
+    FAST_PLUG_KEYS,
+    HOTPLUG_PREFIXES,
+    UPID_PATTERN,
+    VM,
+    ConfigValue,
+    GuestBehaviour,
+    HAResource,
+    Node,
+    Task,
+    Timings,
+    make_upid,
+    random_mac,
+)
+
+Params = dict[str, Any]
+Worker = Callable[[Task], Awaitable[None]]
+
+DISK_PREFIXES = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate")
+NEW_DISK = re.compile(r"(?P<storage>[A-Za-z][\w\-.]*):(?P<size>\d+(?:\.\d+)?)(?P<options>,.*)?")
+DEFAULT_SHUTDOWN_TIMEOUT = 60
+
+
+def _key_prefix(key: str) -> str:
+    return re.sub(r"\d+$", "", key)
+
+
+class Cluster:
+    def __init__(
+        self,
+        nodes: list[str],
+        clock: SimClock,
+        timings: Timings,
+        faults: Faults,
+        seed: int | None = None,
+    ) -> None:
+        self.clock = clock
+        self.timings = timings
+        self.faults = faults
+        self.nodes = {name: Node(name) for name in nodes}
+        self.vms: dict[int, VM] = {}
+        self.containers: dict[int, str] = {}
+        self.ha: dict[int, HAResource] = {}
+        self.tasks: dict[str, Task] = {}
+        self.quorate = True
+        self.rng = random.Random(seed)
+        self._pids = itertools.count(self.rng.randrange(0x1000, 0x8000))
+        self._background: set[asyncio.Task[None]] = set()
+        self._ha_jobs: dict[int, asyncio.Task[None]] = {}
+
+    # ----------------------------------------------------------------- helpers
+
+    def background(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await coro
+
+        job = asyncio.ensure_future(run())
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+        return job
+
+    async def close(self) -> None:
+        jobs = [*self._background, *(t.worker for t in self.tasks.values() if t.worker)]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    def node(self, name: str) -> Node:
+        """The node a /nodes/{node}/... call is proxied to."""
+        node = self.nodes.get(name)
+        if node is None:
+            raise ApiError(
+                500,
+                f"hostname lookup '{name}' failed - failed to get address info for: "
+                f"{name}: Name or service not known",
+            )
+        if not node.online:
+            raise ApiError(595, "No route to host", empty_body=True)
+        return node
+
+    def vm_on_node(self, node: str, vmid: int) -> VM:
+        self.node(node)
+        vm = self.vms.get(vmid)
+        if vm is None or vm.node != node:
+            raise ApiError(500, config_missing(node, vmid))
+        return vm
+
+    def _vm_in_task(self, node: str, vmid: int) -> VM:
+        vm = self.vms.get(vmid)
+        if vm is None or vm.node != node:
+            raise TaskError(config_missing(node, vmid))
+        return vm
+
+    def _require_quorum(self) -> None:
+        if not self.quorate:
+            raise ApiError(500, "cluster not ready - no quorum?")
+
+    def _ha_managed(self, vmid: int) -> HAResource | None:
+        resource = self.ha.get(vmid)
+        return resource if resource is not None and resource.managed else None
+
+    @asynccontextmanager
+    async def flock(self, vm: VM, wait: float) -> AsyncIterator[None]:
+        """qemu-server's per-VM file lock; a waiter gives up after ``wait`` seconds."""
+        try:
+            await self.clock.within(vm.flock.acquire(), wait)
+        except WaitTimedOut:
+            raise TaskError(flock_timeout(vm.vmid)) from None
+        try:
+            yield
+        finally:
+            vm.flock.release()
+
+    async def spawn(self, node: str, task_type: str, task_id: str, user: str, work: Worker) -> str:
+        pid = next(self._pids)
+        starttime = int(self.clock.wall())
+        pstart = int(self.clock.now() * 100) + 1000
+        upid = make_upid(node, pid, pstart, starttime, task_type, task_id, user)
+        task = Task(upid, node, task_type, task_id, user, starttime, pid, pstart)
+        self.tasks[upid] = task
+        counters = self.nodes[node]
+        counters.tasks_running += 1
+        counters.max_tasks_running = max(counters.max_tasks_running, counters.tasks_running)
+        task.worker = asyncio.ensure_future(self._run_task(task, work))
+        return upid
+
+    async def _run_task(self, task: Task, work: Worker) -> None:
+        try:
+            injected = self.faults.take_task_failure(task.type, task.id)
+            if injected is not None:
+                raise TaskError(injected)
+            await work(task)
+            task.exitstatus = f"WARNINGS: {task.warnings}" if task.warnings else "OK"
+            task.log.append(f"TASK {task.exitstatus}")
+        except TaskError as exc:
+            message = " ".join(str(exc).split())
+            task.exitstatus = message
+            task.log.append(f"TASK ERROR: {message}")
+        except asyncio.CancelledError:
+            task.exitstatus = "received interrupt"
+            task.log.append("received interrupt")
+            task.log.append("TASK ERROR: received interrupt")
+        finally:
+            task.endtime = int(self.clock.wall())
+            self.nodes[task.node].tasks_running -= 1
+            task.finished.set()
+
+    def _allocate(self, vm: VM, values: Mapping[str, Any]) -> dict[str, ConfigValue]:
+        """Turn create-style values into stored ones: allocate ``storage:size`` disks, add MACs."""
+        stored: dict[str, ConfigValue] = {}
+        storages = self.nodes[vm.node].storages
+        for key, value in values.items():
+            prefix = _key_prefix(key)
+            if prefix in DISK_PREFIXES and isinstance(value, str):
+                match = NEW_DISK.fullmatch(value)
+                if match:
+                    storage = match["storage"]
+                    if storage not in storages:
+                        raise TaskError(f"storage '{storage}' does not exist")
+                    volume = f"{storage}:vm-{vm.vmid}-disk-{next(vm.disk_counter)}"
+                    options = match["options"] or ""
+                    value = f"{volume}{options},size={match['size']}G"
+            elif prefix == "net" and isinstance(value, str):
+                model, _, rest = value.partition(",")
+                if "=" not in model:
+                    model = f"{model}={random_mac(self.rng)}"
+                value = f"{model},{rest}" if rest else model
+            elif key == "description" and isinstance(value, str):
+                value = value.rstrip()
+            stored[key] = value
+        return stored
+
+    def _power_off(self, vm: VM) -> None:
+        vm.running = False
+        vm.paused = False
+        vm.started_at = None
+
+    def _power_on(self, vm: VM) -> None:
+        vm.apply_pending()
+        vm.running = True
+        vm.paused = False
+        vm.started_at = self.clock.now()
+
+    async def _guest_shutdown(self, task: Task, vm: VM, timeout: float, force: bool) -> None:
+        """The qmshutdown wait: the guest powers off on its own or the timeout runs out."""
+        guest = vm.guest
+        if guest.obeys_acpi and guest.shutdown_seconds <= timeout:
+            await self.clock.sleep(guest.shutdown_seconds)
+            self._power_off(vm)
+            return
+        await self.clock.sleep(timeout)
+        if not force:
+            raise TaskError("VM quit/powerdown failed - got timeout")
+        task.log.append("VM still running - terminating now with SIGTERM")
+        await self.clock.sleep(self.timings.stop)
+        self._power_off(vm)
+
+    # -------------------------------------------------------------- reads
+
+    def version(self) -> dict[str, Any]:
+        return {"version": "9.1.1", "release": "9.1", "repoid": "4e4f7a1c"}
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "node": node.name,
+                "type": "node",
+                "id": f"node/{node.name}",
+                "status": "online" if node.online else "offline",
+                "maxcpu": 16,
+                "maxmem": 64 * 2**30,
+            }
+            for node in self.nodes.values()
+        ]
+
+    def _vm_stats(self, vm: VM) -> dict[str, Any]:
+        config = vm.config
+        maxmem = vm.memory_mib() * 2**20
+        reply: dict[str, Any] = {
+            "vmid": vm.vmid,
+            "name": vm.name,
+            "status": "running" if vm.running else "stopped",
+            "cpus": int(config.get("cores", 1)) * int(config.get("sockets", 1)),
+            "maxmem": maxmem,
+            "mem": maxmem // 2 if vm.running else 0,
+            "maxdisk": 32 * 2**30,
+            "disk": 0,
+            "cpu": 0.02 if vm.running else 0,
+            "uptime": int(self.clock.now() - vm.started_at) if vm.started_at is not None else 0,
+            "netin": 0,
+            "netout": 0,
+            "diskread": 0,
+            "diskwrite": 0,
+        }
+        if vm.running:
+            reply["pid"] = 10000 + vm.vmid
+        if vm.lock:
+            reply["lock"] = vm.lock
+        if vm.tags():
+            reply["tags"] = vm.tags()
+        if vm.is_template:
+            reply["template"] = 1
+        return reply
+
+    def list_vms(self, node: str) -> list[dict[str, Any]]:
+        self.node(node)
+        return [self._vm_stats(vm) for vm in self.vms.values() if vm.node == node]
+
+    def status_current(self, node: str, vmid: int) -> dict[str, Any]:
+        vm = self.vm_on_node(node, vmid)
+        reply = self._vm_stats(vm)
+        reply["qmpstatus"] = "paused" if vm.paused else reply["status"]
+        resource = self._ha_managed(vmid)
+        reply["ha"] = (
+            {"managed": 1, "state": resource.service_state} if resource else {"managed": 0}
+        )
+        if str(vm.config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
+            reply["agent"] = 1
+        if vm.running:
+            reply["running-qemu"] = "9.2.0"
+            reply["running-machine"] = "pc-i440fx-9.2+pve0"
+        return reply
+
+    def refresh_rrd(self) -> None:
+        """What pvestatd does every ~10 s: publish each VM's status for /cluster/resources."""
+        for vm in self.vms.values():
+            stats = self._vm_stats(vm)
+            vm.rrd = {k: stats[k] for k in ("status", "name", "uptime", "cpu", "mem", "disk")}
+
+    async def rrd_loop(self) -> None:
+        while True:
+            self.refresh_rrd()
+            await self.clock.sleep(self.timings.rrd_interval)
+
+    def cluster_resources(self, resource_type: str | None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        if resource_type in (None, "node"):
+            entries.extend(self.list_nodes())
+        if resource_type in (None, "storage"):
+            for node in self.nodes.values():
+                for storage in node.storages:
+                    entries.append(
+                        {
+                            "id": f"storage/{node.name}/{storage}",
+                            "type": "storage",
+                            "storage": storage,
+                            "node": node.name,
+                            "status": "available" if node.online else "unknown",
+                        }
+                    )
+        if resource_type in (None, "vm"):
+            for vm in self.vms.values():
+                entries.append(self._vm_resource(vm))
+            for vmid, node_name in self.containers.items():
+                entries.append(
+                    {
+                        "id": f"lxc/{vmid}",
+                        "type": "lxc",
+                        "vmid": vmid,
+                        "node": node_name,
+                        "status": "running",
+                        "name": f"ct{vmid}",
+                        "template": 0,
+                    }
+                )
+        return entries
+
+    def _vm_resource(self, vm: VM) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": f"qemu/{vm.vmid}",
+            "type": "qemu",
+            "vmid": vm.vmid,
+            "node": vm.node,
+            "template": 1 if vm.is_template else 0,
+            "maxcpu": int(vm.config.get("cores", 1)) * int(vm.config.get("sockets", 1)),
+            "maxmem": vm.memory_mib() * 2**20,
+            "maxdisk": 32 * 2**30,
+        }
+        # lock and tags come from the config files and are current; the rest lags behind.
+        if vm.lock:
+            entry["lock"] = vm.lock
+        if vm.tags():
+            entry["tags"] = vm.tags()
+        resource = self.ha.get(vm.vmid)
+        if resource is not None:
+            entry["hastate"] = resource.service_state
+        if vm.rrd is None or not self.nodes[vm.node].online:
+            entry["status"] = "unknown"
+        else:
+            entry.update(vm.rrd)
+        return entry
+
+    def next_id(self, vmid: int | None) -> str:
+        used = self.vms.keys() | self.containers.keys()
+        if vmid is not None:
+            if vmid in used:
+                raise param_error({"vmid": f"VM {vmid} already exists"})
+            return str(vmid)
+        candidate = 100
+        while candidate in used:
+            candidate += 1
+        return str(candidate)
+
+    def config(self, node: str, vmid: int, current: bool) -> dict[str, Any]:
+        vm = self.vm_on_node(node, vmid)
+        values: dict[str, Any] = dict(vm.config if current else vm.merged_config())
+        if "cipassword" in values:
+            values["cipassword"] = "**********"
+        values["digest"] = vm.digest()
+        return values
+
+    def pending(self, node: str, vmid: int) -> list[dict[str, Any]]:
+        vm = self.vm_on_node(node, vmid)
+        rows: list[dict[str, Any]] = []
+        for key in sorted(vm.config.keys() | vm.pending.keys() | vm.pending_delete):
+            row: dict[str, Any] = {"key": key}
+            if key in vm.config:
+                row["value"] = vm.config[key]
+            if key in vm.pending:
+                row["pending"] = vm.pending[key]
+            if key in vm.pending_delete:
+                row["delete"] = 1
+            rows.append(row)
+        return rows
+
+    # ----------------------------------------------------------- create/clone
+
+    async def create_vm(self, user: str, params: Params) -> str:
+        node = self.node(params.pop("node")).name
+        vmid: int = params.pop("vmid")
+        self._require_quorum()
+        start = params.pop("start", 0)
+        ha_managed = params.pop("ha-managed", 0)
+        for option in ("storage", "pool", "force", "unique", "archive", "bwlimit", "live-restore"):
+            params.pop(option, None)
+        if vmid in self.vms:
+            raise ApiError(
+                500,
+                f"unable to create VM {vmid} - VM {vmid} already exists on node "
+                f"'{self.vms[vmid].node}'",
+            )
+        if vmid in self.containers:
+            raise ApiError(
+                500,
+                f"unable to create VM {vmid} - CT {vmid} already exists on node "
+                f"'{self.containers[vmid]}'",
+            )
+        vm = VM(vmid=vmid, node=node, config={"lock": "create"})
+        self.vms[vmid] = vm
+
+        async def work(task: Task) -> None:
+            try:
+                async with self.flock(vm, self.timings.flock_wait_create):
+                    await self.clock.sleep(self.timings.create)
+                    config = self._allocate(vm, params)
+            except BaseException:
+                # A failed qmcreate removes the config it wrote.
+                if self.vms.get(vmid) is vm:
+                    del self.vms[vmid]
+                raise
+            vm.config = {
+                **config,
+                "smbios1": f"uuid={uuid.UUID(int=self.rng.getrandbits(128))}",
+                "vmgenid": str(uuid.UUID(int=self.rng.getrandbits(128))),
+                "meta": f"creation-qemu=9.2.0,ctime={int(self.clock.wall())}",
+            }
+            if ha_managed:
+                self.ha[vmid] = HAResource(vmid, "started" if start else "stopped", "stopped")
+                task.log.append(f"add HA resource vm:{vmid}")
+            if start:
+                task.log.append("Execute autostart")
+                self._power_on(vm)
+
+        return await self.spawn(node, "qmcreate", str(vmid), user, work)
+
+    async def clone_vm(self, user: str, params: Params) -> str:
+        source = self.vm_on_node(params["node"], params["vmid"])
+        self._require_quorum()
+        newid: int = params["newid"]
+        full = bool(params.get("full", 0 if source.is_template else 1))
+        target = params.get("target", source.node)
+        self.node(target)
+        if source.lock:
+            raise ApiError(500, vm_locked(source.lock))
+        if not full and "storage" in params:
+            raise ApiError(500, "parameter 'storage' not allowed for linked clones")
+        if not full and not source.is_template:
+            raise ApiError(500, "Linked clone feature is not supported for drive 'scsi0'")
+        if "storage" in params and params["storage"] not in self.nodes[source.node].storages:
+            raise ApiError(500, f"storage '{params['storage']}' does not exist")
+        if newid in self.vms or newid in self.containers:
+            raise ApiError(500, f"unable to create VM {newid}: config file already exists")
+
+        async def work(task: Task) -> None:
+            async with self.flock(source, self.timings.flock_wait_clone):
+                clone = VM(vmid=newid, node=source.node, config={"lock": "clone"})
+                self.vms[newid] = clone
+                try:
+                    await self.clock.sleep(
+                        self.timings.clone_full if full else self.timings.clone_linked
+                    )
+                except BaseException:
+                    if self.vms.get(newid) is clone:
+                        del self.vms[newid]
+                    raise
+                config = {
+                    key: value
+                    for key, value in source.config.items()
+                    if key not in ("template", "lock") and not key.startswith("unused")
+                }
+                disk_storage = params.get("storage")
+                for key, value in list(config.items()):
+                    prefix = _key_prefix(key)
+                    if prefix == "net" and isinstance(value, str):
+                        model, _, rest = value.partition(",")
+                        model = f"{model.split('=')[0]}={random_mac(self.rng)}"
+                        config[key] = f"{model},{rest}" if rest else model
+                    elif (
+                        prefix in DISK_PREFIXES
+                        and isinstance(value, str)
+                        and "media=cdrom" not in value
+                    ):
+                        volume, _, options = value.partition(",")
+                        storage = disk_storage or volume.split(":")[0]
+                        index = next(clone.disk_counter)
+                        config[key] = f"{storage}:vm-{newid}-disk-{index},{options}".rstrip(",")
+                config["name"] = params.get("name", f"Copy-of-VM-{source.name}")
+                if "description" in params:
+                    config["description"] = params["description"]
+                config["smbios1"] = f"uuid={uuid.UUID(int=self.rng.getrandbits(128))}"
+                if "vmgenid" in config:
+                    config["vmgenid"] = str(uuid.UUID(int=self.rng.getrandbits(128)))
+                if source.pending:
+                    task.warnings += 1
+                    task.log.append("WARN: discarding pending changes of the source VM")
+                clone.config = config
+                clone.node = target
+
+        return await self.spawn(source.node, "qmclone", str(source.vmid), user, work)
+
+    # ------------------------------------------------------------------ config
+
+    async def update_config(self, user: str, params: Params, *, synchronous: bool) -> str | None:
+        node: str = params.pop("node")
+        vmid: int = params.pop("vmid")
+        vm = self.vm_on_node(node, vmid)
+        self._require_quorum()
+        digest = params.pop("digest", None)
+        deletions = [k for k in re.split(r"[,;\s]+", params.pop("delete", "")) if k]
+        params.pop("revert", None)
+        params.pop("force", None)
+        params.pop("background_delay", None)
+        skiplock = params.pop("skiplock", 0)
+        if not params and not deletions:
+            raise ApiError(500, "no options specified")
+        if digest is not None and digest != vm.digest():
+            raise ApiError(500, "checksum mismatch (file change by other user?)")
+        if vm.lock and not skiplock:
+            raise ApiError(500, vm_locked(vm.lock))
+
+        async def apply(task: Task | None) -> None:
+            async with self.flock(vm, self.timings.flock_wait):
+                if vm.lock and not skiplock:
+                    raise TaskError(vm_locked(vm.lock))
+                if task is not None:
+                    await self.clock.sleep(self.timings.config)
+                changes = self._allocate(vm, params)
+                for key, value in changes.items():
+                    if not vm.running or self._applies_live(key):
+                        vm.config[key] = value
+                        vm.pending.pop(key, None)
+                    else:
+                        vm.pending[key] = value
+                for key in deletions:
+                    vm.pending.pop(key, None)
+                    if not vm.running or self._applies_live(key):
+                        vm.config.pop(key, None)
+                    elif key in vm.config:
+                        vm.pending_delete.add(key)
+
+        if synchronous:
+            try:
+                await apply(None)
+            except TaskError as exc:
+                raise ApiError(500, str(exc)) from None
+            return None
+        return await self.spawn(node, "qmconfig", str(vmid), user, apply)
+
+    @staticmethod
+    def _applies_live(key: str) -> bool:
+        return (
+            key in FAST_PLUG_KEYS or key in CLOUD_INIT_KEYS or _key_prefix(key) in HOTPLUG_PREFIXES
+        )
+
+    # ------------------------------------------------------------------- power
+
+    async def start(self, user: str, params: Params) -> str:
+        node = self.node(params["node"]).name
+        vmid: int = params["vmid"]
+        self._require_quorum()
+        resource = self._ha_managed(vmid)
+        if resource is not None:
+            return await self._ha_request(node, vmid, user, "hastart", "started", None)
+
+        async def work(task: Task) -> None:
+            vm = self._vm_in_task(node, vmid)
+            async with self.flock(vm, self.timings.flock_wait):
+                if vm.is_template:
+                    raise TaskError("you can't start a vm if it's a template")
+                if vm.running:
+                    raise TaskError(f"VM {vmid} already running")
+                if vm.lock and vm.lock != "suspended" and not params.get("skiplock"):
+                    raise TaskError(vm_locked(vm.lock))
+                await self.clock.sleep(self.timings.start)
+                self._power_on(vm)
+
+        return await self.spawn(node, "qmstart", str(vmid), user, work)
+
+    async def stop(self, user: str, params: Params) -> str:
+        node = self.node(params["node"]).name
+        vmid: int = params["vmid"]
+        overrule = bool(params.get("overrule-shutdown"))
+        if self._ha_managed(vmid) is not None:
+            if overrule:
+                raise param_error({"overrule-shutdown": "Not applicable for HA resources."})
+            return await self._ha_request(node, vmid, user, "hastop", "stopped", None)
+
+        async def work(task: Task) -> None:
+            if overrule:
+                shutdowns = [
+                    t
+                    for t in self.tasks.values()
+                    if t.type == "qmshutdown" and t.id == str(vmid) and t.running and t.worker
+                ]
+                for shutdown in shutdowns:
+                    assert shutdown.worker is not None
+                    shutdown.worker.cancel()
+                for shutdown in shutdowns:
+                    await shutdown.finished.wait()
+                if shutdowns:
+                    killed = " ".join(t.upid for t in shutdowns)
+                    task.log.append(f"overruled qmshutdown tasks: {killed}")
+            vm = self._vm_in_task(node, vmid)
+            async with self.flock(vm, self.timings.flock_wait):
+                if not vm.running:
+                    return
+                if vm.lock and not params.get("skiplock"):
+                    raise TaskError(vm_locked(vm.lock))
+                await self.clock.sleep(self.timings.stop)
+                self._power_off(vm)
+
+        return await self.spawn(node, "qmstop", str(vmid), user, work)
+
+    def _shutdown_timeout(self, vm: VM | None, params: Params) -> int:
+        if "timeout" in params:
+            return int(params["timeout"])
+        startup = str(vm.config.get("startup", "")) if vm else ""
+        match = re.search(r"down=(\d+)", startup)
+        return int(match.group(1)) if match else DEFAULT_SHUTDOWN_TIMEOUT
+
+    async def shutdown(self, user: str, params: Params) -> str:
+        node = self.node(params["node"]).name
+        vmid: int = params["vmid"]
+        force = bool(params.get("forceStop"))
+        existing = self.vms.get(vmid)
+        if existing is not None and existing.paused and not force:
+            raise ApiError(500, "VM is paused - cannot shutdown")
+        timeout = self._shutdown_timeout(existing, params)
+        if self._ha_managed(vmid) is not None:
+            return await self._ha_request(node, vmid, user, "hastop", "stopped", timeout)
+
+        async def work(task: Task) -> None:
+            vm = self._vm_in_task(node, vmid)
+            async with self.flock(vm, self.timings.flock_wait):
+                if not vm.running:
+                    return
+                if vm.lock and not params.get("skiplock"):
+                    raise TaskError(vm_locked(vm.lock))
+                if vm.paused:  # forceStop turns a paused VM's shutdown into a stop
+                    await self.clock.sleep(self.timings.stop)
+                    self._power_off(vm)
+                    return
+                await self._guest_shutdown(task, vm, timeout, force)
+
+        return await self.spawn(node, "qmshutdown", str(vmid), user, work)
+
+    async def reboot(self, user: str, params: Params) -> str:
+        vm = self.vm_on_node(params["node"], params["vmid"])
+        if not vm.running:
+            raise ApiError(500, f"VM {vm.vmid} not running")
+        if vm.paused:
+            raise ApiError(500, "VM is paused - cannot shutdown")
+        timeout = self._shutdown_timeout(vm, params)
+
+        async def work(task: Task) -> None:
+            async with self.flock(vm, self.timings.flock_wait):
+                if vm.lock:
+                    raise TaskError(vm_locked(vm.lock))
+                await self._guest_shutdown(task, vm, timeout, force=False)
+            # qmeventd starts the VM again, applying pending changes.
+            await self.clock.sleep(self.timings.start)
+            self._power_on(vm)
+
+        return await self.spawn(vm.node, "qmreboot", str(vm.vmid), user, work)
+
+    # ------------------------------------------------------------------ delete
+
+    def _destroy_checks(self, vm: VM, purge: bool) -> str | None:
+        if vm.config.get("protection") == 1:
+            return f"can't remove VM {vm.vmid} - protection mode enabled"
+        if vm.vmid in self.ha and not purge:
+            return (
+                f"unable to remove VM {vm.vmid} - used in HA resources and purge parameter not set."
+            )
+        if vm.running:
+            return f"VM {vm.vmid} is running - destroy failed"
+        return None
+
+    async def destroy(self, user: str, params: Params) -> str:
+        vm = self.vm_on_node(params["node"], params["vmid"])
+        self._require_quorum()
+        purge = bool(params.get("purge"))
+        problem = self._destroy_checks(vm, purge)
+        if problem:
+            raise ApiError(500, problem)
+
+        async def work(task: Task) -> None:
+            async with self.flock(vm, self.timings.flock_wait):
+                problem = self._destroy_checks(vm, purge)
+                if problem:
+                    raise TaskError(problem)
+                if vm.lock and vm.lock != "suspended" and not params.get("skiplock"):
+                    raise TaskError(vm_locked(vm.lock))
+                vm.config["lock"] = "destroyed"
+                await self.clock.sleep(self.timings.destroy)
+                if params.get("destroy-unreferenced-disks"):
+                    task.log.append(f"destroying unreferenced disks of VM {vm.vmid}")
+                if purge:
+                    task.log.append(f"purging VM {vm.vmid} from related configurations..")
+                    if self.ha.pop(vm.vmid, None) is not None:
+                        task.log.append(
+                            f"NOTE: removed VM {vm.vmid} from HA resource configuration."
+                        )
+                if self.vms.get(vm.vmid) is vm:
+                    del self.vms[vm.vmid]
+
+        return await self.spawn(vm.node, "qmdestroy", str(vm.vmid), user, work)
+
+    # ---------------------------------------------------------------------- HA
+
+    async def _ha_request(
+        self,
+        node: str,
+        vmid: int,
+        user: str,
+        task_type: str,
+        target: str,
+        shutdown_timeout: int | None,
+    ) -> str:
+        """hastart/hastop only record the request and end OK; the CRM acts later."""
+
+        async def work(task: Task) -> None:
+            resource = self.ha[vmid]
+            resource.state = target
+            command = "set" if target == "started" else "crm-command stop"
+            task.log.append(f"Requesting HA {command} for VM {vmid}")
+            previous = self._ha_jobs.pop(vmid, None)
+            if previous is not None:
+                previous.cancel()
+            self._ha_jobs[vmid] = self.background(self._ha_act(vmid, target, shutdown_timeout))
+
+        return await self.spawn(node, task_type, str(vmid), user, work)
+
+    async def _ha_act(self, vmid: int, target: str, shutdown_timeout: int | None) -> None:
+        resource = self.ha.get(vmid)
+        vm = self.vms.get(vmid)
+        if resource is None or vm is None:
+            return
+        await self.clock.sleep(self.timings.ha_delay / 2)
+        resource.service_state = "request_start" if target == "started" else "request_stop"
+        await self.clock.sleep(self.timings.ha_delay / 2)
+        try:
+            async with self.flock(vm, self.timings.flock_wait):
+                if target == "started":
+                    if not vm.running:
+                        await self.clock.sleep(self.timings.start)
+                        self._power_on(vm)
+                elif vm.running:
+                    if shutdown_timeout is None:
+                        await self.clock.sleep(self.timings.stop)
+                        self._power_off(vm)
+                    else:
+                        # The LRM always shuts down with forceStop=1.
+                        guest = vm.guest
+                        if guest.obeys_acpi and guest.shutdown_seconds <= shutdown_timeout:
+                            await self.clock.sleep(guest.shutdown_seconds)
+                        else:
+                            await self.clock.sleep(shutdown_timeout + self.timings.stop)
+                        self._power_off(vm)
+        except TaskError:
+            resource.service_state = "error"
+            return
+        resource.service_state = target
+
+    def ha_resources(self) -> list[dict[str, Any]]:
+        return [self._ha_entry(r) for r in sorted(self.ha.values(), key=lambda r: r.vmid)]
+
+    def _ha_entry(self, resource: HAResource) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "sid": resource.sid,
+            "type": "vm",
+            "state": resource.state,
+            "digest": f"{hash((resource.vmid, resource.state)) & 0xFFFFFFFF:08x}",
+        }
+        if resource.comment:
+            entry["comment"] = resource.comment
+        return entry
+
+    def _ha_vmid(self, sid: str) -> int:
+        return int(sid.split(":")[-1])
+
+    def ha_resource(self, sid: str) -> dict[str, Any]:
+        resource = self.ha.get(self._ha_vmid(sid))
+        if resource is None:
+            raise ApiError(500, f"no such resource '{sid}'")
+        return self._ha_entry(resource)
+
+    def ha_add(self, params: Params) -> None:
+        self._require_quorum()
+        vmid = self._ha_vmid(params["sid"])
+        if vmid not in self.vms:
+            raise ApiError(500, f"unable to find VM '{vmid}'")
+        if vmid in self.ha:
+            raise ApiError(500, f"resource ID 'vm:{vmid}' already defined")
+        state = params.get("state", "started")
+        state = "started" if state == "enabled" else state
+        vm = self.vms[vmid]
+        self.ha[vmid] = HAResource(
+            vmid, state, "started" if vm.running else "stopped", params.get("comment", "")
+        )
+        if state in ("started", "stopped"):
+            self._ha_jobs[vmid] = self.background(self._ha_act(vmid, state, None))
+
+    def ha_remove(self, sid: str) -> None:
+        self._require_quorum()
+        vmid = self._ha_vmid(sid)
+        if self.ha.pop(vmid, None) is None:
+            raise ApiError(500, f"cannot delete service '{sid}', not HA managed!")
+        job = self._ha_jobs.pop(vmid, None)
+        if job is not None:
+            job.cancel()
+
+    # ------------------------------------------------------------------- tasks
+
+    def task(self, node: str, upid: str) -> Task:
+        self.node(node)
+        if not UPID_PATTERN.fullmatch(upid):
+            raise param_error({"upid": "unable to parse worker upid"})
+        task = self.tasks.get(upid)
+        if task is None or task.node != node:
+            raise param_error({"upid": "no such task"})
+        return task
+
+    def task_log(self, node: str, upid: str, start: int, limit: int) -> list[dict[str, Any]]:
+        lines = self.task(node, upid).log or ["no content"]
+        return [{"n": n, "t": line} for n, line in enumerate(lines, 1)][start : start + limit]
+
+    def task_list(self, node: str, params: Params) -> list[dict[str, Any]]:
+        self.node(node)
+        source = params.get("source", "archive")
+        chosen = [
+            t
+            for t in self.tasks.values()
+            if t.node == node
+            and (source == "all" or (source == "active") == t.running)
+            and ("vmid" not in params or t.id == str(params["vmid"]))
+            and ("typefilter" not in params or t.type == params["typefilter"])
+            and (not params.get("errors") or (t.exitstatus not in (None, "OK")))
+        ]
+        chosen.sort(key=lambda t: (t.starttime, t.pid), reverse=True)
+        start = params.get("start", 0)
+        rows = []
+        for t in chosen[start : start + params.get("limit", 50)]:
+            row = t.status_reply()
+            row.pop("exitstatus", None)
+            row["user"] = t.user
+            if not t.running:
+                row["status"] = t.exitstatus
+                row["endtime"] = t.endtime
+            rows.append(row)
+        return rows
+
+    def kill_task(self, node: str, upid: str) -> None:
+        task = self.task(node, upid)
+        if task.running and task.worker is not None:
+            task.worker.cancel()
+
+    # ---------------------------------------------------- seeding (for tests)
+
+    def add_vm(
+        self,
+        vmid: int,
+        node: str,
+        config: Mapping[str, ConfigValue],
+        *,
+        running: bool,
+        guest: GuestBehaviour,
+    ) -> VM:
+        if node not in self.nodes:
+            raise ValueError(f"unknown node {node!r}")
+        if vmid in self.vms or vmid in self.containers:
+            raise ValueError(f"vmid {vmid} is taken")
+        stored = dict(config)
+        if "tags" in stored:
+            try:
+                stored["tags"] = normalize_tags(stored["tags"])
+            except InvalidValue as exc:
+                raise ValueError(str(exc)) from None
+        vm = VM(vmid=vmid, node=node, config={"memory": "2048", "cores": 1, **stored}, guest=guest)
+        self.vms[vmid] = vm
+        if running:
+            self._power_on(vm)
+        return vm
