@@ -42,6 +42,13 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crd(args: argparse.Namespace) -> int:
+    from .crd import render_crd
+
+    sys.stdout.write(render_crd())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proxmox-vm-operator",
@@ -70,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated seconds per real second (0: tasks finish at once)",
     )
     sim.set_defaults(run=_simulator)
+
+    crd = commands.add_parser("crd", help="print the ProxmoxVM CRD generated from the models")
+    crd.set_defaults(run=_crd)
     return parser
 
 
