@@ -21,13 +21,13 @@ from enum import StrEnum
 from .model import (
     DESTROY_MODE_ANNOTATION,
     FORCE_RELEASE_ANNOTATION,
-    OWNERSHIP_TAG_PREFIX,
     DeletionPolicy,
     DestroyMode,
     DestroyStatus,
     DestroyStep,
     ProxmoxVMSpec,
 )
+from .vmconfig import ownership_tag
 
 # How long to wait before looking again, in seconds.
 POLL_TASK = 2.0
@@ -169,10 +169,6 @@ class DestroyContext:
     vmid: int | None  # the VM this object created or adopted; None if it never had one
     record: DestroyStatus | None
     stall_after: float = 600.0
-
-
-def ownership_tag(uid: str) -> str:
-    return f"{OWNERSHIP_TAG_PREFIX}{uid}"
 
 
 def effective_mode(spec: ProxmoxVMSpec, annotations: Mapping[str, str]) -> DestroyMode:
