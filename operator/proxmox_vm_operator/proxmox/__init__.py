@@ -1,0 +1,67 @@
+"""Proxmox VE access: connection settings, typed async calls and one error classification.
+
+This package is the only one in the project that imports proxmoxer or requests.
+"""
+
+from .client import ApiCall, ApiCallObserver, ParamValue, ProxmoxClient, encode_params
+from .errors import (
+    AbsentError,
+    ConflictError,
+    ErrorKind,
+    LockedError,
+    ProtectedError,
+    ProxmoxError,
+    RejectedError,
+    TaskFailedError,
+    TaskTimeoutError,
+    UnauthorizedError,
+    UnreachableError,
+    classify,
+    match_message,
+)
+from .models import (
+    HaResource,
+    ProxmoxVersion,
+    TaskLogLine,
+    TaskStatus,
+    Upid,
+    VmConfig,
+    VmResource,
+    VmStatus,
+    parse_tags,
+    parse_upid,
+)
+from .settings import ConnectionSettings, InvalidConnectionSettings
+
+__all__ = [
+    "AbsentError",
+    "ApiCall",
+    "ApiCallObserver",
+    "ConflictError",
+    "ConnectionSettings",
+    "ErrorKind",
+    "HaResource",
+    "InvalidConnectionSettings",
+    "LockedError",
+    "ParamValue",
+    "ProtectedError",
+    "ProxmoxClient",
+    "ProxmoxError",
+    "ProxmoxVersion",
+    "RejectedError",
+    "TaskFailedError",
+    "TaskLogLine",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "UnauthorizedError",
+    "UnreachableError",
+    "Upid",
+    "VmConfig",
+    "VmResource",
+    "VmStatus",
+    "classify",
+    "encode_params",
+    "match_message",
+    "parse_tags",
+    "parse_upid",
+]

@@ -1,0 +1,430 @@
+"""The asynchronous Proxmox VE client: the only place that talks to proxmoxer and requests.
+
+proxmoxer is blocking, and the operator lives in kopf's asyncio loop, so every HTTP call runs
+in this client's own worker threads (one proxmoxer session per thread: requests sessions are
+not thread-safe). All calls go through `_call`, which validates path parts, encodes parameters
+the way PVE accepts them, reports to the metrics observer and classifies every failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from proxmoxer import ProxmoxAPI
+
+from .errors import RejectedError, TaskTimeoutError, UnreachableError, classify
+from .models import (
+    HaResource,
+    ProxmoxVersion,
+    TaskLogLine,
+    TaskStatus,
+    Upid,
+    VmConfig,
+    VmResource,
+    VmStatus,
+    parse_upid,
+)
+from .settings import ConnectionSettings
+
+log = logging.getLogger(__name__)
+
+ParamValue = str | int | float | bool | None
+T = TypeVar("T")
+
+_NODE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?")
+_VMID_RANGE = range(100, 1_000_000_000)  # pve-vmid
+_VM = "/nodes/{node}/qemu/{vmid}"
+# root@pam-only; a token is always refused, and bypassing a lock is never our call to make.
+_FORBIDDEN_PARAMS = frozenset({"skiplock"})
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One HTTP exchange, for metrics. `endpoint` is the path template, never a raw id."""
+
+    method: str
+    endpoint: str  # e.g. /nodes/{node}/qemu/{vmid}/status/stop
+    status_code: int | None  # None when no HTTP answer came back
+    duration_seconds: float
+
+
+ApiCallObserver = Callable[[ApiCall], None]
+
+
+def encode_params(params: Mapping[str, ParamValue]) -> dict[str, str | int | float]:
+    """Parameters as PVE accepts them: booleans as 1/0 (proxmoxer would send "True", which PVE
+    refuses with 400), None dropped, and never a `skiplock`."""
+    forbidden = _FORBIDDEN_PARAMS.intersection(params)
+    if forbidden:
+        raise RejectedError(f"refusing to send {', '.join(sorted(forbidden))}")
+    encoded: dict[str, str | int | float] = {}
+    for name, value in params.items():
+        if isinstance(value, bool):
+            encoded[name] = int(value)
+        elif value is not None:
+            encoded[name] = value
+    return encoded
+
+
+@dataclass
+class _Outcome:
+    data: Any
+    error: Exception | None
+    duration_seconds: float
+
+
+class ProxmoxClient:
+    """Typed, non-blocking access to one Proxmox VE cluster.
+
+    Every method returns a successful answer or raises a `ProxmoxError` (see `errors`).
+    Use as `async with ProxmoxClient(settings) as client:` or call `close()`.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        observer: ApiCallObserver | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_concurrent_calls: int = 4,
+    ) -> None:
+        self.settings = settings
+        self._observer = observer
+        self._timeout = (connect_timeout, read_timeout)
+        self._local = threading.local()
+        self._executor = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="proxmox")
+        # The CA from the Secret, in a file because requests wants a path; private (mkstemp).
+        self.ca_file: str | None = None
+        if settings.ca_cert_pem:
+            fd, self.ca_file = tempfile.mkstemp(prefix="proxmox-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(settings.ca_cert_pem)
+        self._verify = self.ca_file or not settings.insecure_skip_tls_verify
+        self._finalizer = weakref.finalize(self, _release, self._executor, self.ca_file)
+
+    def __repr__(self) -> str:
+        return f"ProxmoxClient({self.settings.endpoint}, token {self.settings.token_id})"
+
+    async def __aenter__(self) -> ProxmoxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads and remove the CA file. Idempotent."""
+        self._finalizer()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def version(self) -> ProxmoxVersion:
+        return await self._call(ProxmoxVersion.from_api, "GET", "/version")
+
+    async def list_vms(self) -> list[VmResource]:
+        """Every QEMU VM of the cluster (LXC containers are left out)."""
+        return await self._call(_parse_vm_list, "GET", "/cluster/resources", {"type": "vm"})
+
+    async def find_vm(self, vmid: int) -> VmResource | None:
+        """The VM with this id anywhere in the cluster; None only when Proxmox answered and the
+        answer lacks it (an LXC container with the id does not count as the VM)."""
+        return next((vm for vm in await self.list_vms() if vm.vmid == vmid), None)
+
+    async def next_vmid(self) -> int:
+        """A free id; nothing is reserved, so a create may still lose a race (CONFLICT)."""
+        return await self._call(_parse_vmid, "GET", "/cluster/nextid")
+
+    async def vm_status(self, node: str, vmid: int) -> VmStatus:
+        return await self._call(
+            lambda data: VmStatus.from_api(vmid, data),
+            "GET",
+            f"{_VM}/status/current",
+            node=node,
+            vmid=vmid,
+        )
+
+    async def vm_config(self, node: str, vmid: int) -> VmConfig:
+        return await self._call(VmConfig.from_api, "GET", f"{_VM}/config", node=node, vmid=vmid)
+
+    async def ha_resource(self, vmid: int) -> HaResource:
+        """The VM's HA resource; raises ABSENT (`no such resource`) when it is not HA-managed."""
+        self._check_vmid(vmid)
+        return await self._call(
+            HaResource.from_api, "GET", "/cluster/ha/resources/{sid}", sid=f"vm:{vmid}"
+        )
+
+    async def task_status(self, upid: Upid | str) -> TaskStatus:
+        task = self._upid(upid)
+        return await self._call(
+            TaskStatus.from_api,
+            "GET",
+            "/nodes/{node}/tasks/{upid}/status",
+            node=task.node,
+            upid=task.raw,
+        )
+
+    async def task_log(
+        self, upid: Upid | str, *, start: int = 0, limit: int = 50
+    ) -> list[TaskLogLine]:
+        task = self._upid(upid)
+        return await self._call(
+            lambda lines: [TaskLogLine.from_api(line) for line in lines],
+            "GET",
+            "/nodes/{node}/tasks/{upid}/log",
+            {"start": start, "limit": limit},
+            node=task.node,
+            upid=task.raw,
+        )
+
+    async def wait_task(
+        self, upid: Upid | str, *, timeout: float, poll_interval: float = 1.0
+    ) -> TaskStatus:
+        """Poll until the task stops and return its outcome (check `ok`, or `raise_if_failed`).
+
+        Raises `TaskTimeoutError` when `timeout` seconds pass first; the task keeps running.
+        An error while polling propagates at once, classified like any other call.
+        """
+        task = self._upid(upid)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            status = await self.task_status(task)
+            if not status.running:
+                return status
+            remaining = started + timeout - loop.time()
+            if remaining <= 0:
+                raise TaskTimeoutError(task.raw, loop.time() - started)
+            await asyncio.sleep(min(poll_interval, remaining))
+
+    # -- writes (each asynchronous one returns the UPID of its task) -------------------------
+
+    async def create_vm(self, node: str, vmid: int, config: Mapping[str, ParamValue]) -> Upid:
+        self._check_vmid(vmid)
+        params = {**config, "vmid": vmid}
+        return await self._call(parse_upid, "POST", "/nodes/{node}/qemu", params, node=node)
+
+    async def clone_vm(
+        self,
+        node: str,
+        vmid: int,
+        newid: int,
+        *,
+        name: str | None = None,
+        full: bool | None = None,
+        storage: str | None = None,
+        target: str | None = None,
+        pool: str | None = None,
+        description: str | None = None,
+    ) -> Upid:
+        """Clone `vmid` to `newid`; the task's id field is the SOURCE vmid."""
+        self._check_vmid(newid)
+        params = {"newid": newid, "name": name, "full": full, "storage": storage}
+        params |= {"target": target, "pool": pool, "description": description}
+        return await self._vm_task("POST", "/clone", node, vmid, params)
+
+    async def update_config_async(
+        self,
+        node: str,
+        vmid: int,
+        changes: Mapping[str, ParamValue],
+        *,
+        delete: Sequence[str] = (),
+        digest: str | None = None,
+    ) -> Upid:
+        """POST config: a `qmconfig` task; a wrong digest or a lock still fails at once."""
+        params = _config_params(changes, delete, digest)
+        return await self._vm_task("POST", "/config", node, vmid, params)
+
+    async def update_config(
+        self,
+        node: str,
+        vmid: int,
+        changes: Mapping[str, ParamValue],
+        *,
+        delete: Sequence[str] = (),
+        digest: str | None = None,
+    ) -> None:
+        """PUT config: synchronous; on a running VM most keys stay pending until restart."""
+        params = _config_params(changes, delete, digest)
+        await self._call(_ignore, "PUT", f"{_VM}/config", params, node=node, vmid=vmid)
+
+    async def start_vm(self, node: str, vmid: int, *, timeout: int | None = None) -> Upid:
+        return await self._vm_task("POST", "/status/start", node, vmid, {"timeout": timeout})
+
+    async def stop_vm(
+        self, node: str, vmid: int, *, overrule_shutdown: bool = False, timeout: int | None = None
+    ) -> Upid:
+        """Hard stop. `overrule_shutdown` aborts running shutdown tasks first; it is sent only
+        when true, because HA resources and PVE before 8.2 refuse the parameter."""
+        params: dict[str, ParamValue] = {"timeout": timeout}
+        if overrule_shutdown:
+            params["overrule-shutdown"] = True
+        return await self._vm_task("POST", "/status/stop", node, vmid, params)
+
+    async def shutdown_vm(
+        self, node: str, vmid: int, *, timeout: int | None = None, force_stop: bool | None = None
+    ) -> Upid:
+        """Graceful shutdown. Without `force_stop` the task FAILS on timeout and the VM runs on."""
+        params = {"timeout": timeout, "forceStop": force_stop}
+        return await self._vm_task("POST", "/status/shutdown", node, vmid, params)
+
+    async def reboot_vm(self, node: str, vmid: int, *, timeout: int | None = None) -> Upid:
+        return await self._vm_task("POST", "/status/reboot", node, vmid, {"timeout": timeout})
+
+    async def delete_vm(
+        self,
+        node: str,
+        vmid: int,
+        *,
+        purge: bool | None = None,
+        destroy_unreferenced_disks: bool | None = None,
+    ) -> Upid:
+        params = {"purge": purge, "destroy-unreferenced-disks": destroy_unreferenced_disks}
+        return await self._vm_task("DELETE", "", node, vmid, params)
+
+    async def delete_ha_resource(self, vmid: int) -> None:
+        """Remove the VM from HA; raises ABSENT (`not HA managed`) when it was not in HA."""
+        self._check_vmid(vmid)
+        await self._call(_ignore, "DELETE", "/cluster/ha/resources/{sid}", sid=f"vm:{vmid}")
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _vm_task(
+        self, method: str, suffix: str, node: str, vmid: int, params: Mapping[str, ParamValue]
+    ) -> Upid:
+        return await self._call(parse_upid, method, _VM + suffix, params, node=node, vmid=vmid)
+
+    async def _call(
+        self,
+        parse: Callable[[Any], T],
+        method: str,
+        endpoint: str,
+        params: Mapping[str, ParamValue] | None = None,
+        **path: str | int,
+    ) -> T:
+        """Send one request and parse its answer; raise only `ProxmoxError`."""
+        for name, value in path.items():
+            if name == "node" and not (isinstance(value, str) and _NODE.fullmatch(value)):
+                raise RejectedError(f"not a Proxmox node name: {value!r}")
+            if name == "vmid":
+                self._check_vmid(value)
+        wire_params = encode_params(params or {})
+        url_path = endpoint.format(**path)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            self._executor, self._send, method, url_path, wire_params
+        )
+        code = getattr(outcome.error, "status_code", None) if outcome.error else 200
+        self._observe(ApiCall(method, endpoint, code, outcome.duration_seconds))
+        log.debug("%s %s -> %s in %.3fs", method, url_path, code, outcome.duration_seconds)
+        request = f"{method} {url_path}"
+        if outcome.error is not None:
+            secret = self.settings.token_secret.get_secret_value()
+            raise classify(outcome.error, request=request, secrets=[secret])
+        try:
+            return parse(outcome.data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Not a usable answer, and above all not evidence that something is absent.
+            raise UnreachableError(
+                f"{request}: unexpected reply ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _send(self, method: str, path: str, params: dict[str, str | int | float]) -> _Outcome:
+        """Runs in a worker thread."""
+        started = time.monotonic()
+        try:
+            resource = self._thread_api()(path.lstrip("/"))
+            action = {
+                "GET": resource.get,
+                "POST": resource.post,
+                "PUT": resource.put,
+                "DELETE": resource.delete,
+            }[method]
+            data = action(**params)
+        except Exception as exc:
+            return _Outcome(None, exc, time.monotonic() - started)
+        return _Outcome(data, None, time.monotonic() - started)
+
+    def _thread_api(self) -> Any:
+        api = getattr(self._local, "api", None)
+        if api is None:
+            s = self.settings
+            api = ProxmoxAPI(
+                f"[{s.host}]" if ":" in s.host else s.host,
+                port=s.port,
+                path_prefix=s.path_prefix,
+                backend="https",
+                service="PVE",
+                user=s.token_user,
+                token_name=s.token_name,
+                token_value=s.token_secret.get_secret_value(),
+                verify_ssl=self._verify,
+                timeout=self._timeout,
+            )
+            self._local.api = api
+        return api
+
+    def _observe(self, call: ApiCall) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(call)
+        except Exception:
+            # Metrics must never break a call.
+            log.exception("Proxmox API call observer failed")
+
+    @staticmethod
+    def _upid(upid: Upid | str) -> Upid:
+        if isinstance(upid, Upid):
+            return upid
+        try:
+            return parse_upid(upid)
+        except ValueError as exc:
+            raise RejectedError(str(exc)) from None
+
+    @staticmethod
+    def _check_vmid(vmid: object) -> None:
+        if not isinstance(vmid, int) or isinstance(vmid, bool) or vmid not in _VMID_RANGE:
+            raise RejectedError(f"not a Proxmox VM id: {vmid!r}")
+
+
+def _parse_vm_list(entries: Any) -> list[VmResource]:
+    if not isinstance(entries, list):
+        raise TypeError(f"expected a list, got {type(entries).__name__}")
+    return [VmResource.from_api(entry) for entry in entries if entry["type"] == "qemu"]
+
+
+def _parse_vmid(value: Any) -> int:
+    # PVE sends the id as a string; accept a number too.
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise TypeError(f"expected a VM id, got {value!r}")
+    return int(value)
+
+
+def _ignore(data: Any) -> None:
+    return None
+
+
+def _config_params(
+    changes: Mapping[str, ParamValue], delete: Sequence[str], digest: str | None
+) -> dict[str, ParamValue]:
+    return {**changes, "delete": ",".join(delete) or None, "digest": digest}
+
+
+def _release(executor: ThreadPoolExecutor, ca_file: str | None) -> None:
+    executor.shutdown(wait=False, cancel_futures=True)
+    if ca_file:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ca_file)

@@ -1,0 +1,257 @@
+"""The one classification of Proxmox VE failures that the rest of the operator relies on.
+
+Every client call either returns a successful answer or raises a `ProxmoxError` whose `kind`
+says what the caller may conclude. The rule that matters most: only a successful answer can
+mean "absent". A transport failure, an auth failure or an unrecognised 5xx is `UNREACHABLE` or
+`UNAUTHORIZED`, never `ABSENT`, so a destroy never releases a VM it could not see.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+import requests
+from proxmoxer.core import ResourceException
+
+
+class ErrorKind(enum.StrEnum):
+    ABSENT = "Absent"
+    """Proxmox answered that the addressed object does not exist. For a VM this comes from
+    `Configuration file 'nodes/X/qemu-server/N.conf' does not exist` and only means "not on
+    node X": the VM may live on another node. Use `find_vm` for cluster-wide absence."""
+    LOCKED = "Locked"
+    """A config lock (`VM is locked (backup)`) or the per-VM lock file held by a running task."""
+    PROTECTED = "Protected"
+    """`protection=1` refuses the removal."""
+    CONFLICT = "Conflict"
+    """The VM's state refuses the call now; a later retry may succeed (running, paused, digest)."""
+    TASK_FAILED = "TaskFailed"
+    """A task ended with an exit status other than OK or WARNINGS."""
+    TASK_TIMEOUT = "TaskTimeout"
+    """Our own deadline passed while a task was still running; the task may still finish."""
+    UNREACHABLE = "Unreachable"
+    """No usable answer: connection, TLS, timeouts, 5xx, or a reply we could not understand.
+    After a read timeout a write may or may not have happened: re-read the state."""
+    UNAUTHORIZED = "Unauthorized"
+    """401/403: wrong token or missing privileges."""
+    REJECTED = "Rejected"
+    """Other 4xx and 501: a bug on our side or bad input; retrying the same call will not help."""
+
+
+class ProxmoxError(Exception):
+    """Base of every error the Proxmox client raises. The message never contains the token."""
+
+    kind: ErrorKind = ErrorKind.UNREACHABLE
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class AbsentError(ProxmoxError):
+    kind = ErrorKind.ABSENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        node: str | None = None,
+        vmid: int | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.node = node
+        self.vmid = vmid
+
+
+class LockedError(ProxmoxError):
+    kind = ErrorKind.LOCKED
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, lock: str | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        # The config lock ("backup", "clone", ...); None when a task held the VM's lock file.
+        self.lock = lock
+
+
+class ProtectedError(ProxmoxError):
+    kind = ErrorKind.PROTECTED
+
+
+class ConflictError(ProxmoxError):
+    kind = ErrorKind.CONFLICT
+
+
+class UnreachableError(ProxmoxError):
+    kind = ErrorKind.UNREACHABLE
+
+
+class UnauthorizedError(ProxmoxError):
+    kind = ErrorKind.UNAUTHORIZED
+
+
+class RejectedError(ProxmoxError):
+    kind = ErrorKind.REJECTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        errors: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.errors: dict[str, str] = dict(errors or {})
+
+
+class TaskFailedError(ProxmoxError):
+    kind = ErrorKind.TASK_FAILED
+
+    def __init__(self, upid: str, exitstatus: str) -> None:
+        super().__init__(f"task {upid} failed: {exitstatus}")
+        self.upid = upid
+        self.exitstatus = exitstatus
+        match = match_message(exitstatus)
+        # What the exit status says went wrong, when it is one of the messages we recognise.
+        self.cause: ErrorKind | None = match[0] if match else None
+        self.lock: str | None = match[1].get("lock") if match else None
+
+    @property
+    def failed_on_lock(self) -> bool:
+        return self.cause is ErrorKind.LOCKED
+
+
+class TaskTimeoutError(ProxmoxError):
+    kind = ErrorKind.TASK_TIMEOUT
+
+    def __init__(self, upid: str, waited_seconds: float) -> None:
+        super().__init__(f"task {upid} still running after {waited_seconds:.1f}s")
+        self.upid = upid
+        self.waited_seconds = waited_seconds
+
+
+# PVE's own wording (qemu-server, pve-guest-common, pve-ha-manager); first match wins, so the
+# lock-file timeout inside "unable to create VM N - can't lock file ..." is LOCKED, not CONFLICT.
+_MESSAGE_RULES: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = (
+    (
+        ErrorKind.ABSENT,
+        re.compile(
+            r"Configuration file 'nodes/(?P<node>[^/']+)/qemu-server/(?P<vmid>\d+)\.conf'"
+            r" does not exist"
+        ),
+    ),
+    (ErrorKind.ABSENT, re.compile(r"no such resource 'vm:(?P<vmid>\d+)'")),
+    (ErrorKind.ABSENT, re.compile(r"cannot delete service 'vm:(?P<vmid>\d+)', not HA managed")),
+    (ErrorKind.PROTECTED, re.compile(r"protection mode enabled")),
+    (ErrorKind.LOCKED, re.compile(r"VM is locked \((?P<lock>[^)]+)\)")),
+    (ErrorKind.LOCKED, re.compile(r"can't lock file '[^']*' - got timeout")),
+    (
+        ErrorKind.CONFLICT,
+        re.compile(
+            r"is running - destroy failed|checksum mismatch|already exists|VM is paused"
+            r"|not running|already running"
+        ),
+    ),
+)
+
+
+def match_message(text: str) -> tuple[ErrorKind, dict[str, str]] | None:
+    """The kind a PVE error text denotes, with what it names (node, vmid, lock), if known."""
+    for kind, pattern in _MESSAGE_RULES:
+        found = pattern.search(text)
+        if found:
+            return kind, {k: v for k, v in found.groupdict().items() if v is not None}
+    return None
+
+
+def classify(
+    exc: BaseException, *, request: str | None = None, secrets: Iterable[str] = ()
+) -> ProxmoxError:
+    """Map any exception raised while talking to Proxmox to a `ProxmoxError`.
+
+    `request` ("POST /nodes/pve1/qemu/100/status/stop") prefixes the message; every string in
+    `secrets` is blanked out of it.
+    """
+    if isinstance(exc, ProxmoxError):
+        return exc
+    prefix = f"{request}: " if request else ""
+    hidden = [s for s in secrets if s]
+
+    def text(message: str) -> str:
+        for secret in hidden:
+            message = message.replace(secret, "<redacted>")
+        return prefix + message
+
+    if isinstance(exc, ResourceException):
+        return _classify_response(exc, text)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return UnreachableError(text(f"TLS handshake or certificate verification failed: {exc}"))
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return UnreachableError(text(f"timed out connecting: {exc}"))
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return UnreachableError(
+            text(f"timed out waiting for the answer (the call may have taken effect): {exc}")
+        )
+    if isinstance(exc, _OUR_REQUEST_BUGS):
+        return RejectedError(text(f"request could not be sent ({type(exc).__name__}): {exc}"))
+    if isinstance(exc, requests.exceptions.RequestException | OSError):
+        return UnreachableError(text(f"connection failed ({type(exc).__name__}): {exc}"))
+    # Anything else is unexpected; treating it as "retry later" is the safe direction.
+    return UnreachableError(text(f"unexpected {type(exc).__name__}: {exc}"))
+
+
+_OUR_REQUEST_BUGS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+)
+
+
+def _classify_response(exc: ResourceException, text: Callable[[str], str]) -> ProxmoxError:
+    code = int(exc.status_code)
+    reason = str(exc.content or exc.status_message or "").strip()
+    errors = _errors_dict(exc.errors)
+    detail = "".join(f"; {name}: {problem}" for name, problem in errors.items())
+    message = text(f"{code} {reason}{detail}")
+
+    if code in (401, 403):
+        return UnauthorizedError(message, status_code=code)
+    if code == 500 and (match := match_message(reason)):
+        kind, named = match
+        if kind is ErrorKind.ABSENT:
+            vmid = named.get("vmid")
+            return AbsentError(
+                message,
+                status_code=code,
+                node=named.get("node"),
+                vmid=int(vmid) if vmid else None,
+            )
+        if kind is ErrorKind.LOCKED:
+            return LockedError(message, status_code=code, lock=named.get("lock"))
+        if kind is ErrorKind.PROTECTED:
+            return ProtectedError(message, status_code=code)
+        return ConflictError(message, status_code=code)
+    # 408 and 429 come from proxies in front of PVE and clear by themselves.
+    if code == 501 or (400 <= code < 500 and code not in (408, 429)):
+        return RejectedError(message, status_code=code, errors=errors)
+    return UnreachableError(message, status_code=code)
+
+
+def _errors_dict(errors: object) -> dict[str, str]:
+    """PVE's per-parameter errors; proxmoxer gives {"errors": b""} when the body is not JSON."""
+    if not isinstance(errors, Mapping):
+        return {}
+    result: dict[str, str] = {}
+    for name, problem in errors.items():
+        if isinstance(problem, bytes):
+            problem = problem.decode("utf-8", "replace")
+        problem = str(problem).strip()
+        if problem:
+            result[str(name)] = problem[:300]
+    return result

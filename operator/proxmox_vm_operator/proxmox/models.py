@@ -1,0 +1,225 @@
+"""Typed views of the Proxmox VE answers the operator uses (facts: research/proxmox-api.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TaskFailedError
+
+# pve-common UPID.pm; the trailing colon is part of the format.
+_UPID = re.compile(
+    r"UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
+    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/]+):"
+    r"(?P<id>[^:\s/]*):(?P<user>[^:\s/]+):"
+)
+_TAG_SEPARATORS = re.compile(r"[;,\s]+")
+
+
+@dataclass(frozen=True)
+class Upid:
+    """A task id. `str(upid)` gives it back exactly as Proxmox wrote it."""
+
+    raw: str
+    node: str
+    pid: int
+    pstart: int
+    starttime: int
+    type: str
+    id: str
+    user: str  # includes "!tokenname" for token-started tasks
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+def parse_upid(text: str) -> Upid:
+    """Parse `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:`; ValueError if not one."""
+    found = _UPID.fullmatch(text)
+    if not found:
+        raise ValueError(f"not a Proxmox task id (UPID): {text!r}")
+    return Upid(
+        raw=text,
+        node=found["node"],
+        pid=int(found["pid"], 16),
+        pstart=int(found["pstart"], 16),
+        starttime=int(found["starttime"], 16),
+        type=found["type"],
+        id=found["id"],
+        user=found["user"],
+    )
+
+
+def parse_tags(value: object) -> tuple[str, ...]:
+    """PVE splits `tags` on ';', ',' or whitespace; it lower-cases and sorts them when stored."""
+    if not value:
+        return ()
+    return tuple(tag for tag in _TAG_SEPARATORS.split(str(value)) if tag)
+
+
+def _flag(value: object) -> bool:
+    return value is not None and int(str(value)) == 1
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+@dataclass(frozen=True)
+class ProxmoxVersion:
+    version: str
+    release: str
+    repoid: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ProxmoxVersion:
+        return cls(str(data["version"]), str(data["release"]), _optional_str(data.get("repoid")))
+
+
+@dataclass(frozen=True)
+class VmResource:
+    """One QEMU entry of `/cluster/resources?type=vm`. `status` and `name` lag ~10 s behind."""
+
+    vmid: int
+    node: str
+    status: str  # running | stopped | unknown
+    name: str | None
+    tags: tuple[str, ...]
+    lock: str | None
+    template: bool
+    hastate: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> VmResource:
+        return cls(
+            vmid=int(data["vmid"]),
+            node=str(data["node"]),
+            status=str(data.get("status") or "unknown"),
+            name=_optional_str(data.get("name")),
+            tags=parse_tags(data.get("tags")),
+            lock=_optional_str(data.get("lock")),
+            template=_flag(data.get("template")),
+            hastate=_optional_str(data.get("hastate")),
+        )
+
+
+@dataclass(frozen=True)
+class VmStatus:
+    """`status/current`, the authoritative power state. Paused shows status=running."""
+
+    vmid: int
+    status: str  # running | stopped
+    qmpstatus: str | None  # running, paused, prelaunch, suspended, ...
+    lock: str | None
+    name: str | None
+    tags: tuple[str, ...]
+    template: bool
+    ha_managed: bool
+    ha_state: str | None
+    uptime: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @classmethod
+    def from_api(cls, vmid: int, data: dict[str, Any]) -> VmStatus:
+        ha = data.get("ha") or {}
+        uptime = data.get("uptime")
+        return cls(
+            vmid=vmid,
+            status=str(data["status"]),
+            qmpstatus=_optional_str(data.get("qmpstatus")),
+            lock=_optional_str(data.get("lock")),
+            name=_optional_str(data.get("name")),
+            tags=parse_tags(data.get("tags")),
+            template=_flag(data.get("template")),
+            ha_managed=_flag(ha.get("managed")),
+            ha_state=_optional_str(ha.get("state")),
+            uptime=None if uptime is None else int(uptime),
+        )
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    """The config with pending changes merged in, and the digest to send back with writes."""
+
+    digest: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def protected(self) -> bool:
+        return _flag(self.values.get("protection"))
+
+    @property
+    def lock(self) -> str | None:
+        return _optional_str(self.values.get("lock"))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return parse_tags(self.values.get("tags"))
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> VmConfig:
+        values = {key: value for key, value in data.items() if key != "digest"}
+        return cls(digest=str(data["digest"]), values=values)
+
+
+@dataclass(frozen=True)
+class HaResource:
+    """`/cluster/ha/resources/vm:N`; `state` is the requested state (started, stopped, ...)."""
+
+    sid: str
+    state: str | None
+    group: str | None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> HaResource:
+        return cls(
+            sid=str(data["sid"]),
+            state=_optional_str(data.get("state")),
+            group=_optional_str(data.get("group")),
+        )
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    upid: str
+    type: str
+    status: str  # running | stopped
+    exitstatus: str | None  # set once stopped: OK, "WARNINGS: N" or the error text
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def ok(self) -> bool:
+        return self.exitstatus is not None and (
+            self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")
+        )
+
+    def raise_if_failed(self) -> None:
+        """Raise `TaskFailedError` if the task has ended without success."""
+        if not self.running and not self.ok:
+            raise TaskFailedError(self.upid, self.exitstatus or "stopped without an exit status")
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> TaskStatus:
+        return cls(
+            upid=str(data["upid"]),
+            type=str(data["type"]),
+            status=str(data["status"]),
+            exitstatus=_optional_str(data.get("exitstatus")),
+        )
+
+
+@dataclass(frozen=True)
+class TaskLogLine:
+    n: int
+    text: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> TaskLogLine:
+        return cls(n=int(data["n"]), text=str(data["t"]))
