@@ -1,0 +1,1 @@
+"""The sandbox: local stand-ins for the Kubernetes API (and, elsewhere, Proxmox VE)."""
