@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from proxmoxer import ProxmoxAPI
 
 from proxmox_vm_operator.simulator import Simulator
 
-TOKEN_ID = "root@pam!ci"
-TOKEN_SECRET = "s3cret"  # a test credential for the simulator only
+from .helpers import TOKEN_ID, TOKEN_SECRET, client_for, wait_for_task
 
 
 @pytest.fixture
@@ -21,16 +18,25 @@ def sim() -> Iterator[Simulator]:
         yield s
 
 
-def client_for(sim: Simulator, token_value: str = TOKEN_SECRET, **kwargs: Any) -> Any:
-    return ProxmoxAPI(
-        sim.host,
-        port=sim.port,
-        user="root@pam",
-        token_name="ci",
-        token_value=token_value,
-        verify_ssl=str(sim.ca_file),
-        **kwargs,
-    )
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., Simulator]]:
+    """Start extra simulators with other settings (timings, users, clock); stopped afterwards."""
+    started: list[Simulator] = []
+
+    def make(**kwargs: Any) -> Simulator:
+        settings: dict[str, Any] = {
+            "nodes": ["pve1", "pve2"],
+            "tokens": {TOKEN_ID: TOKEN_SECRET},
+            "time_scale": 50,
+        }
+        settings.update(kwargs)
+        simulator = Simulator(**settings).start()
+        started.append(simulator)
+        return simulator
+
+    yield make
+    for simulator in started:
+        simulator.stop()
 
 
 @pytest.fixture
@@ -42,14 +48,10 @@ def px(sim: Simulator) -> Any:
 def wait_task(px: Any) -> Callable[..., dict[str, Any]]:
     """Poll a task until it stops (bounded) and return its final status."""
 
-    def wait(upid: str, node: str = "pve1", timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            status: dict[str, Any] = px.nodes(node).tasks(upid).status.get()
-            if status["status"] == "stopped":
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"task {upid} still running after {timeout}s")
-            time.sleep(0.02)
+    def wait(upid: str, node: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
+        status = wait_for_task(px, upid, timeout)
+        if node is not None:
+            assert status["node"] == node
+        return status
 
     return wait

@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from . import schema
-from .cluster import Cluster, Params
-from .errors import ApiError
+from .cluster import Cluster, Listing, Params
+from .errors import ApiError, param_error
 from .faults import Faults, Unreachable
 
 BASE = "/api2/json"
@@ -191,7 +191,6 @@ ROUTES = (
     Route("DELETE", "/nodes/{node}/tasks/{upid}", schema.TASK_PATH, _task_kill),
 )
 
-TOKEN_HEADER = re.compile(r"(?:^|\s)PVEAPIToken(?:=| )([^;]*)")
 TOKEN_ID = re.compile(r"([^\s:@!]+@[A-Za-z][A-Za-z0-9.\-_]*)!([A-Za-z][A-Za-z0-9.\-_]*)")
 
 
@@ -233,12 +232,11 @@ class Access:
         expected = f"{stamp}:{self._sign('csrf:' + user + ':' + stamp)}"
         return token is not None and hmac.compare_digest(token, expected)
 
-    def verify_token(self, header: str) -> str | None:
-        """The authenticated identity ``user@realm!tokenid``, or None."""
-        match = TOKEN_HEADER.search(header)
-        if not match:
-            return None
-        value = urllib.parse.unquote(match.group(1))
+    def verify_token(self, value: str) -> str | None:
+        """The identity ``user@realm!tokenid`` for ``USER@REALM!TOKENID=SECRET``, or None.
+
+        PVE splits the value at its last ``=`` (``/^(.*)=(.*)$/``).
+        """
         token_id, sep, secret = value.rpartition("=")
         if not sep or not TOKEN_ID.fullmatch(token_id):
             return None
@@ -282,10 +280,19 @@ class ProxmoxApi:
         user: str | None = None
         params: dict[str, Any] = {}
         try:
-            params = await self._read_params(request)
+            # pve-http-server authenticates first, then refuses a body on GET/DELETE.
             user = await self._authenticate(request, path)
+            body = await request.read()
+            if (request.content_length or body) and request.method not in ("POST", "PUT"):
+                raise ApiError(
+                    501, f"Unexpected content for method '{request.method}'", empty_body=True
+                )
+            params = self._parse_params(request, body)
             data = await self._dispatch(request.method, path, params, user)
-            response = web.json_response({"data": data})
+            if isinstance(data, Listing):
+                response = web.json_response({"data": data.rows, "total": data.total})
+            else:
+                response = web.json_response({"data": data})
         except ApiError as error:
             response = self._error_response(error)
         self.records.append(
@@ -310,47 +317,53 @@ class ProxmoxApi:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
 
-    async def _read_params(self, request: web.Request) -> dict[str, Any]:
+    @staticmethod
+    def _parse_params(request: web.Request, body: bytes) -> dict[str, Any]:
+        """Body parameters, then the query string on top (pve-http-server ``extract_params``)."""
         params: dict[str, Any] = {}
+        if body:
+            if request.content_type == "application/json":
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    raise ApiError(400, "malformed JSON body") from None
+                if not isinstance(decoded, dict):
+                    raise ApiError(400, "JSON body must be an object")
+                params.update(decoded)
+            else:
+                for key, value in urllib.parse.parse_qsl(body.decode(), keep_blank_values=True):
+                    params[key] = value if key not in params else [*_as_list(params[key]), value]
         for key in request.query:
             values = request.query.getall(key)
             params[key] = values[0] if len(values) == 1 else list(values)
-        body = await request.read()
-        if request.method in ("GET", "DELETE"):
-            if body:
-                raise ApiError(501, f"Unexpected content for method '{request.method}'")
-            return params
-        if not body:
-            return params
-        if request.content_type == "application/json":
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                raise ApiError(400, "malformed JSON body") from None
-            if not isinstance(decoded, dict):
-                raise ApiError(400, "JSON body must be an object")
-            params.update(decoded)
-        else:
-            for key, value in urllib.parse.parse_qsl(body.decode(), keep_blank_values=True):
-                params[key] = value if key not in params else [*_as_list(params[key]), value]
         return params
 
     async def _authenticate(self, request: web.Request, path: str) -> str | None:
-        if request.method == "POST" and path == "/access/ticket":
+        """The caller's identity; every refusal is a 401 with an empty body, after the delay."""
+        if path == "/access/ticket" and request.method in ("GET", "POST"):
             return None
-        header = request.headers.get("Authorization", "")
-        if "PVEAPIToken" in header:
-            identity = self.access.verify_token(header)
-            if identity is None:
-                await self._auth_failure_delay()
-                raise ApiError(401, "Authentication failed!", empty_body=True)
-            return identity
-        ticket = request.cookies.get("PVEAuthCookie")
+        try:
+            return self._identify(request)
+        except ApiError:
+            await self._auth_failure_delay()
+            raise
+
+    def _identify(self, request: web.Request) -> str:
+        authorization = request.headers.get("Authorization", "")
+        # The cookie wins, then a ticket in the Authorization header, then an API token.
+        ticket = _auth_value(request.headers.get("Cookie", ""), "PVEAuthCookie")
         if ticket is None:
+            ticket = _auth_value(authorization, "PVEAuthCookie")
+        if ticket is None:
+            token = _auth_value(authorization, "PVEAPIToken")
+            if token is not None:
+                identity = self.access.verify_token(token)
+                if identity is None:
+                    raise ApiError(401, "Authentication failed!", empty_body=True)
+                return identity
             raise ApiError(401, "No ticket", empty_body=True)
         verified = self.access.verify_ticket(ticket, self.cluster.clock.wall())
         if verified is None:
-            await self._auth_failure_delay()
             raise ApiError(401, "Authentication failed!", empty_body=True)
         user, stamp = verified
         if request.method != "GET" and not self.access.verify_csrf(
@@ -366,15 +379,16 @@ class ProxmoxApi:
     async def _dispatch(
         self, method: str, path: str, params: dict[str, Any], user: str | None
     ) -> Any:
-        if method == "POST" and path == "/access/ticket":
-            return await self._login(params)
+        if path == "/access/ticket":
+            # GET is a no-op that answers null (the GUI uses it); POST logs in.
+            return await self._login(params) if method == "POST" else None
         assert user is not None
         for route in ROUTES:
             path_params = route.match(method, path)
             if path_params is not None:
                 break
         else:
-            raise ApiError(501, f"Method '{method} {BASE}{path}' not implemented")
+            raise ApiError(501, f"Method '{method} {path}' not implemented")
         latency = self.faults.latency_for(path)
         if latency:
             await self.cluster.clock.sleep(latency)
@@ -386,6 +400,17 @@ class ProxmoxApi:
                 failure.errors,
                 empty_body=failure.status in (401, 595, 596),
             )
+        duplicates = {
+            name: "duplicate parameter (already defined in URI)"
+            for name in params
+            if name in path_params
+        }
+        if duplicates:
+            raise param_error(duplicates)
+        if "node" in path_params:
+            # pveproxy forwards the call to {node} before the node checks the parameters: an
+            # unknown node is a failed hostname lookup, an offline one a 595.
+            self.cluster.node(path_params["node"])
         values = route.schema.validate({**params, **path_params}, user)
         return await route.handler(self.cluster, user, values)
 
@@ -394,11 +419,19 @@ class ProxmoxApi:
         user = str(values["username"])
         if "@" not in user:
             user = f"{user}@{values.get('realm', 'pam')}"
-        expected = self.access.users.get(user)
-        if expected is None or not hmac.compare_digest(str(values["password"]), expected):
+        password = str(values["password"])
+        now = self.cluster.clock.wall()
+        if password.startswith("PVE:"):  # a valid ticket renews itself (proxmoxer does this)
+            verified = self.access.verify_ticket(password, now)
+            accepted = verified is not None and verified[0] == user
+        else:
+            expected = self.access.users.get(user)
+            accepted = expected is not None and hmac.compare_digest(password, expected)
+        if not accepted:
             await self._auth_failure_delay()
-            raise ApiError(401, "authentication failure", empty_body=True)
-        ticket, csrf = self.access.issue_ticket(user, self.cluster.clock.wall())
+            # Raised by the handler, not the auth layer: a normal JSON error body.
+            raise ApiError(401, "authentication failure")
+        ticket, csrf = self.access.issue_ticket(user, now)
         return {"username": user, "ticket": ticket, "CSRFPreventionToken": csrf, "cap": {}}
 
     @staticmethod
@@ -419,6 +452,14 @@ class ProxmoxApi:
         for transport in self.transports:
             transport.abort()
         self.transports.clear()
+
+
+def _auth_value(header: str, key: str) -> str | None:
+    """pve-http-server ``extract_auth_value``: ``KEY=value`` or ``KEY value``, URI-unescaped."""
+    match = re.search(rf"(?:^|\s){re.escape(key)}(?:=| )([^;]*)", header)
+    if match is None or not match.group(1):
+        return None
+    return urllib.parse.unquote(match.group(1))
 
 
 def _as_list(value: Any) -> list[Any]:

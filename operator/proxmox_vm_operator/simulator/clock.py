@@ -8,7 +8,6 @@ wait then completes at once and the clock jumps to its deadline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -65,28 +64,46 @@ class SimClock:
         self._sim_origin += seconds
         self._notify()
 
-    async def sleep(self, seconds: float) -> None:
-        await self.sleep_until(self.now() + max(0.0, seconds))
+    async def sleep(self, seconds: float, *, drives_clock: bool = True) -> None:
+        """Wait ``seconds`` of simulated time.
 
-    async def sleep_until(self, deadline: float) -> None:
+        In instant mode a sleeper that ``drives_clock`` jumps the clock to its deadline; a
+        passive one (a periodic background loop) waits until something else moves it there,
+        so that such a loop neither spins nor runs the clock away.
+        """
+        await self.sleep_until(self.now() + max(0.0, seconds), drives_clock=drives_clock)
+
+    async def sleep_until(self, deadline: float, *, drives_clock: bool = True) -> None:
         while True:
             remaining = deadline - self.now()
             if remaining <= 0:
                 return
-            if self.instant:
+            if self.instant and drives_clock:
                 # Instant mode: time jumps to the deadline, but still yield so others run.
                 self._sim_origin = max(self._sim_origin, deadline)
+                self._notify()
                 await asyncio.sleep(0)
                 return
-            changed = self._changed_event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=remaining / self._scale)
+            # asyncio.wait, unlike wait_for on Python 3.11, never swallows a cancellation
+            # that races with the event being set.
+            waiter = asyncio.ensure_future(self._changed_event().wait())
+            try:
+                timeout = None if self.instant else remaining / self._scale
+                await asyncio.wait({waiter}, timeout=timeout)
+            finally:
+                waiter.cancel()
 
     async def within(self, awaitable: Awaitable[T], seconds: float) -> T:
         """Await ``awaitable`` for at most ``seconds`` of simulated time, else WaitTimedOut."""
         work = asyncio.ensure_future(awaitable)
-        timer = asyncio.ensure_future(self.sleep(seconds))
+        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
+            # What is ready at once (a free lock) must not start the timer: in instant
+            # mode the timer alone would move the clock.
+            await asyncio.wait({work}, timeout=0)
+            if work.done():
+                return work.result()
+            timer = asyncio.ensure_future(self.sleep(seconds))
             await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             work.cancel()

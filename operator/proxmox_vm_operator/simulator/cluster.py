@@ -15,19 +15,22 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from .clock import SimClock, WaitTimedOut
 from .errors import ApiError, TaskError, config_missing, flock_timeout, param_error, vm_locked
 from .faults import Faults
-from .schema import InvalidValue, normalize_tags
+from .schema import VM_CONFIG, InvalidValue, normalize_tags
 from .state import (
     CLOUD_INIT_KEYS,
     FAST_PLUG_KEYS,
     HOTPLUG_PREFIXES,
+    SHARED_STORAGES,
     UPID_PATTERN,
     VM,
     ConfigValue,
+    FileLock,
     GuestBehaviour,
     HAResource,
     Node,
@@ -39,10 +42,45 @@ from .state import (
 
 Params = dict[str, Any]
 Worker = Callable[[Task], Awaitable[None]]
+Cleanup = Callable[[], None]
 
 DISK_PREFIXES = ("scsi", "virtio", "sata", "ide", "efidisk", "tpmstate")
 NEW_DISK = re.compile(r"(?P<storage>[A-Za-z][\w\-.]*):(?P<size>\d+(?:\.\d+)?)(?P<options>,.*)?")
 DEFAULT_SHUTDOWN_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list reply with PVE's ``total`` next to ``data`` (task lists and logs)."""
+
+    rows: list[dict[str, Any]]
+    total: int
+
+
+def _status_type(exitstatus: str | None) -> str:
+    """pve-common upid_normalize_status_type."""
+    if not exitstatus:
+        return "unknown"
+    if exitstatus == "OK":
+        return "ok"
+    if re.fullmatch(r"WARNINGS: \d+", exitstatus):
+        return "warning"
+    if exitstatus == "unexpected status":
+        return "unknown"
+    return "error"
+
+
+def _agent_enabled(value: ConfigValue | None) -> bool:
+    """The ``agent`` property string's default key ``enabled`` (a property-string boolean)."""
+    if value is None:
+        return False
+    for part in str(value).split(","):
+        key, sep, flag = part.partition("=")
+        if not sep:
+            key, flag = "enabled", key
+        if key == "enabled":
+            return flag.lower() in ("1", "on", "yes", "true")
+    return False
 
 
 def _key_prefix(key: str) -> str:
@@ -66,6 +104,7 @@ class Cluster:
         self.containers: dict[int, str] = {}
         self.ha: dict[int, HAResource] = {}
         self.tasks: dict[str, Task] = {}
+        self.flocks: dict[int, FileLock] = {}
         self.quorate = True
         self.rng = random.Random(seed)
         self._pids = itertools.count(self.rng.randrange(0x1000, 0x8000))
@@ -123,19 +162,39 @@ class Cluster:
         resource = self.ha.get(vmid)
         return resource if resource is not None and resource.managed else None
 
+    def flock_of(self, vmid: int) -> FileLock:
+        """``/var/lock/qemu-server/lock-{vmid}.conf``: one per vmid, config or not."""
+        lock = self.flocks.get(vmid)
+        if lock is None:
+            lock = self.flocks[vmid] = FileLock()
+        return lock
+
     @asynccontextmanager
-    async def flock(self, vm: VM, wait: float) -> AsyncIterator[None]:
+    async def flock(
+        self, vm: VM | int, wait: float, *, shared: bool = False
+    ) -> AsyncIterator[None]:
         """qemu-server's per-VM file lock; a waiter gives up after ``wait`` seconds."""
+        vmid = vm if isinstance(vm, int) else vm.vmid
+        lock = self.flock_of(vmid)
         try:
-            await self.clock.within(vm.flock.acquire(), wait)
+            await self.clock.within(lock.acquire(shared=shared), wait)
         except WaitTimedOut:
-            raise TaskError(flock_timeout(vm.vmid)) from None
+            raise TaskError(flock_timeout(vmid)) from None
         try:
             yield
         finally:
-            vm.flock.release()
+            await lock.release(shared=shared)
 
-    async def spawn(self, node: str, task_type: str, task_id: str, user: str, work: Worker) -> str:
+    async def spawn(
+        self,
+        node: str,
+        task_type: str,
+        task_id: str,
+        user: str,
+        work: Worker,
+        cleanup: Cleanup | None = None,
+    ) -> str:
+        """Fork a worker; ``cleanup`` undoes its side effects when it fails (or is killed)."""
         pid = next(self._pids)
         starttime = int(self.clock.wall())
         pstart = int(self.clock.now() * 100) + 1000
@@ -145,10 +204,10 @@ class Cluster:
         counters = self.nodes[node]
         counters.tasks_running += 1
         counters.max_tasks_running = max(counters.max_tasks_running, counters.tasks_running)
-        task.worker = asyncio.ensure_future(self._run_task(task, work))
+        task.worker = asyncio.ensure_future(self._run_task(task, work, cleanup))
         return upid
 
-    async def _run_task(self, task: Task, work: Worker) -> None:
+    async def _run_task(self, task: Task, work: Worker, cleanup: Cleanup | None) -> None:
         try:
             injected = self.faults.take_task_failure(task.type, task.id)
             if injected is not None:
@@ -160,10 +219,14 @@ class Cluster:
             message = " ".join(str(exc).split())
             task.exitstatus = message
             task.log.append(f"TASK ERROR: {message}")
+            if cleanup is not None:
+                cleanup()
         except asyncio.CancelledError:
+            # SIGTERM in fork_worker: die "received interrupt\n"
             task.exitstatus = "received interrupt"
-            task.log.append("received interrupt")
             task.log.append("TASK ERROR: received interrupt")
+            if cleanup is not None:
+                cleanup()
         finally:
             task.endtime = int(self.clock.wall())
             self.nodes[task.node].tasks_running -= 1
@@ -179,7 +242,7 @@ class Cluster:
                 match = NEW_DISK.fullmatch(value)
                 if match:
                     storage = match["storage"]
-                    if storage not in storages:
+                    if storage not in storages:  # checked before the fork; kept as a guard
                         raise TaskError(f"storage '{storage}' does not exist")
                     volume = f"{storage}:vm-{vm.vmid}-disk-{next(vm.disk_counter)}"
                     options = match["options"] or ""
@@ -193,6 +256,14 @@ class Cluster:
                 value = value.rstrip()
             stored[key] = value
         return stored
+
+    def _check_storages(self, node: str, values: Mapping[str, Any]) -> None:
+        """check_storage_access (before the fork): a new disk on an unknown storage is a 500."""
+        for key, value in values.items():
+            if _key_prefix(key) in DISK_PREFIXES and isinstance(value, str):
+                match = NEW_DISK.fullmatch(value)
+                if match and match["storage"] not in self.nodes[node].storages:
+                    raise ApiError(500, f"storage '{match['storage']}' does not exist")
 
     def _power_off(self, vm: VM) -> None:
         vm.running = False
@@ -278,7 +349,7 @@ class Cluster:
         reply["ha"] = (
             {"managed": 1, "state": resource.service_state} if resource else {"managed": 0}
         )
-        if str(vm.config.get("agent", "0")).split(",")[0] in ("1", "enabled=1"):
+        if _agent_enabled(vm.config.get("agent")):
             reply["agent"] = 1
         if vm.running:
             reply["running-qemu"] = "9.2.0"
@@ -294,7 +365,7 @@ class Cluster:
     async def rrd_loop(self) -> None:
         while True:
             self.refresh_rrd()
-            await self.clock.sleep(self.timings.rrd_interval)
+            await self.clock.sleep(self.timings.rrd_interval, drives_clock=False)
 
     def cluster_resources(self, resource_type: str | None) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
@@ -379,9 +450,10 @@ class Cluster:
         for key in sorted(vm.config.keys() | vm.pending.keys() | vm.pending_delete):
             row: dict[str, Any] = {"key": key}
             if key in vm.config:
-                row["value"] = vm.config[key]
+                row["value"] = "**********" if key == "cipassword" else vm.config[key]
             if key in vm.pending:
-                row["pending"] = vm.pending[key]
+                # qemu-server masks a pending cipassword with a trailing space, verbatim.
+                row["pending"] = "********** " if key == "cipassword" else vm.pending[key]
             if key in vm.pending_delete:
                 row["delete"] = 1
             rows.append(row)
@@ -397,31 +469,40 @@ class Cluster:
         ha_managed = params.pop("ha-managed", 0)
         for option in ("storage", "pool", "force", "unique", "archive", "bwlimit", "live-restore"):
             params.pop(option, None)
-        if vmid in self.vms:
-            raise ApiError(
-                500,
-                f"unable to create VM {vmid} - VM {vmid} already exists on node "
-                f"'{self.vms[vmid].node}'",
-            )
-        if vmid in self.containers:
-            raise ApiError(
-                500,
-                f"unable to create VM {vmid} - CT {vmid} already exists on node "
-                f"'{self.containers[vmid]}'",
-            )
-        vm = VM(vmid=vmid, node=node, config={"lock": "create"})
-        self.vms[vmid] = vm
+        self._check_storages(node, params)
+        # create_and_lock_config, before the fork: under the flock (5 s), the vmid must be
+        # unused; a config holding only "lock: create" is written.
+        try:
+            async with self.flock(vmid, self.timings.flock_wait_create):
+                if vmid in self.vms:
+                    raise ApiError(
+                        500,
+                        f"unable to create VM {vmid} - VM {vmid} already exists on node "
+                        f"'{self.vms[vmid].node}'",
+                    )
+                if vmid in self.containers:
+                    raise ApiError(
+                        500,
+                        f"unable to create VM {vmid} - CT {vmid} already exists on node "
+                        f"'{self.containers[vmid]}'",
+                    )
+                vm = VM(vmid=vmid, node=node, config={"lock": "create"})
+                self.vms[vmid] = vm
+        except TaskError as exc:
+            raise ApiError(500, f"unable to create VM {vmid} - {exc}") from None
+
+        def remove_config() -> None:
+            # A failed qmcreate unlinks the config it wrote.
+            if self.vms.get(vmid) is vm:
+                del self.vms[vmid]
 
         async def work(task: Task) -> None:
             try:
-                async with self.flock(vm, self.timings.flock_wait_create):
+                async with self.flock(vm, self.timings.flock_wait_create_worker):
                     await self.clock.sleep(self.timings.create)
                     config = self._allocate(vm, params)
-            except BaseException:
-                # A failed qmcreate removes the config it wrote.
-                if self.vms.get(vmid) is vm:
-                    del self.vms[vmid]
-                raise
+            except TaskError as exc:
+                raise TaskError(f"unable to create VM {vmid} - {exc}") from None
             vm.config = {
                 **config,
                 "smbios1": f"uuid={uuid.UUID(int=self.rng.getrandbits(128))}",
@@ -429,50 +510,88 @@ class Cluster:
                 "meta": f"creation-qemu=9.2.0,ctime={int(self.clock.wall())}",
             }
             if ha_managed:
+                task.log.append("Add as HA resource")
                 self.ha[vmid] = HAResource(vmid, "started" if start else "stopped", "stopped")
-                task.log.append(f"add HA resource vm:{vmid}")
             if start:
                 task.log.append("Execute autostart")
-                self._power_on(vm)
+                if ha_managed:  # the CRM starts it
+                    self._ha_jobs[vmid] = self.background(self._ha_act(vmid, "started", None))
+                else:
+                    self._power_on(vm)
 
-        return await self.spawn(node, "qmcreate", str(vmid), user, work)
+        return await self.spawn(node, "qmcreate", str(vmid), user, work, remove_config)
+
+    def _uses_only_shared_storage(self, vm: VM) -> bool:
+        for key, value in vm.config.items():
+            if _key_prefix(key) in DISK_PREFIXES and isinstance(value, str):
+                volume = value.split(",")[0]
+                if volume != "none" and volume.split(":")[0] not in SHARED_STORAGES:
+                    return False
+        return True
 
     async def clone_vm(self, user: str, params: Params) -> str:
+        """qemu-server clone_vm: the early checks run before the fork, in this order."""
         source = self.vm_on_node(params["node"], params["vmid"])
-        self._require_quorum()
         newid: int = params["newid"]
-        full = bool(params.get("full", 0 if source.is_template else 1))
-        target = params.get("target", source.node)
-        self.node(target)
+        storage: str | None = params.get("storage")
+        target: str | None = params.get("target")
+        if target == source.node:
+            target = None
+        if target is not None:
+            if target not in self.nodes:
+                raise ApiError(500, f"no such cluster node '{target}'")
+            self.node(target)
+        if storage is not None:
+            if storage not in self.nodes[source.node].storages:
+                raise ApiError(500, f"storage '{storage}' does not exist")
+            if target is not None and storage not in SHARED_STORAGES:
+                raise ApiError(500, f"can't clone to non-shared storage '{storage}'")
+        self._require_quorum()
         if source.lock:
             raise ApiError(500, vm_locked(source.lock))
-        if not full and "storage" in params:
+        full = bool(params.get("full", 0 if source.is_template else 1))
+        if not full and storage is not None:
             raise ApiError(500, "parameter 'storage' not allowed for linked clones")
-        if not full and not source.is_template:
-            raise ApiError(500, "Linked clone feature is not supported for drive 'scsi0'")
-        if "storage" in params and params["storage"] not in self.nodes[source.node].storages:
-            raise ApiError(500, f"storage '{params['storage']}' does not exist")
+        if not full and "format" in params:
+            raise ApiError(500, "parameter 'format' not allowed for linked clones")
+        if target is not None and not self._uses_only_shared_storage(source):
+            raise ApiError(500, f"can't clone VM to node '{target}' (VM uses local storage)")
         if newid in self.vms or newid in self.containers:
             raise ApiError(500, f"unable to create VM {newid}: config file already exists")
+        if not full and not source.is_template:
+            disk = next((k for k in source.config if _key_prefix(k) in DISK_PREFIXES), "scsi0")
+            raise ApiError(500, f"Linked clone feature is not supported for drive '{disk}'")
+        created: list[VM] = []
+
+        def remove_clone() -> None:
+            # On failure the new disks are freed and the new config removed.
+            for clone in created:
+                if self.vms.get(newid) is clone:
+                    del self.vms[newid]
+
+        # The source is locked shared while stopped (clones of a template run side by side),
+        # exclusively while running; then the new vmid. Both waits are 1 s.
+        shared = not source.running
 
         async def work(task: Task) -> None:
-            async with self.flock(source, self.timings.flock_wait_clone):
+            async with (
+                self.flock(source, self.timings.flock_wait_clone, shared=shared),
+                self.flock(newid, self.timings.flock_wait_clone),
+            ):
+                if newid in self.vms or newid in self.containers:
+                    raise TaskError(f"unable to create VM {newid}: config file already exists")
+                # The new config is written at once, holding only "lock: clone".
                 clone = VM(vmid=newid, node=source.node, config={"lock": "clone"})
                 self.vms[newid] = clone
-                try:
-                    await self.clock.sleep(
-                        self.timings.clone_full if full else self.timings.clone_linked
-                    )
-                except BaseException:
-                    if self.vms.get(newid) is clone:
-                        del self.vms[newid]
-                    raise
+                created.append(clone)
+                await self.clock.sleep(
+                    self.timings.clone_full if full else self.timings.clone_linked
+                )
                 config = {
                     key: value
                     for key, value in source.config.items()
                     if key not in ("template", "lock") and not key.startswith("unused")
                 }
-                disk_storage = params.get("storage")
                 for key, value in list(config.items()):
                     prefix = _key_prefix(key)
                     if prefix == "net" and isinstance(value, str):
@@ -485,22 +604,25 @@ class Cluster:
                         and "media=cdrom" not in value
                     ):
                         volume, _, options = value.partition(",")
-                        storage = disk_storage or volume.split(":")[0]
+                        disk_storage = storage or volume.split(":")[0]
                         index = next(clone.disk_counter)
-                        config[key] = f"{storage}:vm-{newid}-disk-{index},{options}".rstrip(",")
+                        config[key] = f"{disk_storage}:vm-{newid}-disk-{index},{options}".rstrip(
+                            ","
+                        )
                 config["name"] = params.get("name", f"Copy-of-VM-{source.name}")
                 if "description" in params:
                     config["description"] = params["description"]
                 config["smbios1"] = f"uuid={uuid.UUID(int=self.rng.getrandbits(128))}"
                 if "vmgenid" in config:
                     config["vmgenid"] = str(uuid.UUID(int=self.rng.getrandbits(128)))
-                if source.pending:
+                if source.pending or source.pending_delete:
                     task.warnings += 1
                     task.log.append("WARN: discarding pending changes of the source VM")
                 clone.config = config
-                clone.node = target
+                if target is not None:
+                    clone.node = target
 
-        return await self.spawn(source.node, "qmclone", str(source.vmid), user, work)
+        return await self.spawn(source.node, "qmclone", str(source.vmid), user, work, remove_clone)
 
     # ------------------------------------------------------------------ config
 
@@ -513,10 +635,19 @@ class Cluster:
         deletions = [k for k in re.split(r"[,;\s]+", params.pop("delete", "")) if k]
         params.pop("revert", None)
         params.pop("force", None)
-        params.pop("background_delay", None)
+        background_delay: int | None = params.pop("background_delay", None)
         skiplock = params.pop("skiplock", 0)
+        for key in deletions:
+            if key in params:
+                raise param_error(
+                    {"delete": f"you can't use '-{key}' and -delete {key}' at the same time"}
+                )
+            if VM_CONFIG.lookup(key) is None:
+                raise param_error({"delete": f"unknown option '{key}'"})
         if not params and not deletions:
             raise ApiError(500, "no options specified")
+        self._check_storages(node, params)
+        # The early checks, before forking or locking; repeated under the flock.
         if digest is not None and digest != vm.digest():
             raise ApiError(500, "checksum mismatch (file change by other user?)")
         if vm.lock and not skiplock:
@@ -524,23 +655,33 @@ class Cluster:
 
         async def apply(task: Task | None) -> None:
             async with self.flock(vm, self.timings.flock_wait):
+                if digest is not None and digest != vm.digest():
+                    raise TaskError("checksum mismatch (file change by other user?)")
                 if vm.lock and not skiplock:
                     raise TaskError(vm_locked(vm.lock))
                 if task is not None:
                     await self.clock.sleep(self.timings.config)
+                for key in deletions:
+                    vm.pending.pop(key, None)
+                    if key not in vm.config:
+                        if task is not None:
+                            task.log.append(
+                                f"cannot delete '{key}' - not set in current configuration!"
+                            )
+                    elif not vm.running or self._applies_live(key):
+                        vm.config.pop(key)
+                    else:
+                        vm.pending_delete.add(key)
                 changes = self._allocate(vm, params)
                 for key, value in changes.items():
+                    vm.pending_delete.discard(key)
                     if not vm.running or self._applies_live(key):
                         vm.config[key] = value
                         vm.pending.pop(key, None)
+                    elif vm.config.get(key) == value:
+                        vm.pending.pop(key, None)  # cleanup_pending: nothing would change
                     else:
                         vm.pending[key] = value
-                for key in deletions:
-                    vm.pending.pop(key, None)
-                    if not vm.running or self._applies_live(key):
-                        vm.config.pop(key, None)
-                    elif key in vm.config:
-                        vm.pending_delete.add(key)
 
         if synchronous:
             try:
@@ -548,7 +689,19 @@ class Cluster:
             except TaskError as exc:
                 raise ApiError(500, str(exc)) from None
             return None
-        return await self.spawn(node, "qmconfig", str(vmid), user, apply)
+        upid = await self.spawn(node, "qmconfig", str(vmid), user, apply)
+        if background_delay:
+            # Wait for the task a little: null if it ended well in time, 500 if it failed.
+            task = self.tasks[upid]
+            try:
+                await self.clock.within(task.finished.wait(), background_delay)
+            except WaitTimedOut:
+                return upid
+            status = task.exitstatus or ""
+            if status == "OK" or status.startswith("WARNINGS"):
+                return None
+            raise ApiError(500, f"failed to update VM {vmid}: {status}")
+        return upid
 
     @staticmethod
     def _applies_live(key: str) -> bool:
@@ -725,9 +878,11 @@ class Cluster:
 
         async def work(task: Task) -> None:
             resource = self.ha[vmid]
-            resource.state = target
-            command = "set" if target == "started" else "crm-command stop"
-            task.log.append(f"Requesting HA {command} for VM {vmid}")
+            if target == "started":  # ha-manager set vm:N --state started
+                resource.state = target
+                task.log.append(f"Requesting HA start for VM {vmid}")
+            else:  # ha-manager crm-command stop vm:N <timeout>: the CRM changes the state
+                task.log.append(f"Requesting HA stop for VM {vmid}")
             previous = self._ha_jobs.pop(vmid, None)
             if previous is not None:
                 previous.cancel()
@@ -742,6 +897,7 @@ class Cluster:
             return
         await self.clock.sleep(self.timings.ha_delay / 2)
         resource.service_state = "request_start" if target == "started" else "request_stop"
+        resource.state = target  # the CRM records the requested state in resources.cfg
         await self.clock.sleep(self.timings.ha_delay / 2)
         try:
             async with self.flock(vm, self.timings.flock_wait):
@@ -809,7 +965,7 @@ class Cluster:
         self._require_quorum()
         vmid = self._ha_vmid(sid)
         if self.ha.pop(vmid, None) is None:
-            raise ApiError(500, f"cannot delete service '{sid}', not HA managed!")
+            raise ApiError(500, f"cannot delete service 'vm:{vmid}', not HA managed!")
         job = self._ha_jobs.pop(vmid, None)
         if job is not None:
             job.cancel()
@@ -825,34 +981,73 @@ class Cluster:
             raise param_error({"upid": "no such task"})
         return task
 
-    def task_log(self, node: str, upid: str, start: int, limit: int) -> list[dict[str, Any]]:
-        lines = self.task(node, upid).log or ["no content"]
-        return [{"n": n, "t": line} for n, line in enumerate(lines, 1)][start : start + limit]
+    def task_log(self, node: str, upid: str, start: int, limit: int) -> Listing:
+        """PVE's dump_logfile: lines numbered from 1, ``limit=0`` reads to the end."""
+        lines = self.task(node, upid).log
+        if not lines:
+            return Listing([{"n": 1, "t": "no content"}], 1)
+        chosen = lines[start:] if limit == 0 else lines[start : start + limit]
+        rows = [{"n": n, "t": line} for n, line in enumerate(chosen, start + 1)]
+        return Listing(rows, len(lines))
 
-    def task_list(self, node: str, params: Params) -> list[dict[str, Any]]:
+    def task_list(self, node: str, params: Params) -> Listing:
+        """pve-manager node_tasks: running tasks (source=active|all), then finished ones."""
         self.node(node)
         source = params.get("source", "archive")
-        chosen = [
-            t
-            for t in self.tasks.values()
-            if t.node == node
-            and (source == "all" or (source == "active") == t.running)
-            and ("vmid" not in params or t.id == str(params["vmid"]))
-            and ("typefilter" not in params or t.type == params["typefilter"])
-            and (not params.get("errors") or (t.exitstatus not in (None, "OK")))
-        ]
-        chosen.sort(key=lambda t: (t.starttime, t.pid), reverse=True)
-        start = params.get("start", 0)
-        rows = []
-        for t in chosen[start : start + params.get("limit", 50)]:
-            row = t.status_reply()
-            row.pop("exitstatus", None)
-            row["user"] = t.user
-            if not t.running:
-                row["status"] = t.exitstatus
-                row["endtime"] = t.endtime
+        wanted = {"ok", "warning", "error", "unknown"}
+        if params.get("errors"):
+            wanted.discard("ok")
+        elif "statusfilter" in params:
+            wanted = {f.lower() for f in re.split(r"[;,\s]+", params["statusfilter"]) if f}
+        userfilter = str(params.get("userfilter", "")).lower()
+        mine = sorted(
+            (t for t in self.tasks.values() if t.node == node),
+            key=lambda t: (t.starttime, t.pid),
+            reverse=True,
+        )
+        running = [t for t in mine if t.running] if source in ("active", "all") else []
+        finished = [t for t in mine if not t.running] if source != "active" else []
+        rows: list[dict[str, Any]] = []
+        count = 0
+        start, limit = params.get("start", 0), params.get("limit", 50)
+        for task in [*running, *finished]:
+            row: dict[str, Any] = {
+                "upid": task.upid,
+                "node": task.node,
+                "pid": task.pid,
+                "pstart": task.pstart,
+                "starttime": task.starttime,
+                "type": task.type,
+                "id": task.id,
+                "user": task.user,
+            }
+            if not task.running:
+                # Index entries are converted: user and tokenid apart (active ones are not).
+                user, _, tokenid = task.user.partition("!")
+                row["user"] = user
+                if tokenid:
+                    row["tokenid"] = tokenid
+                row["endtime"] = task.endtime
+                row["status"] = task.exitstatus
+            if userfilter and userfilter not in row["user"].lower():
+                continue
+            if "vmid" in params and task.id != str(params["vmid"]):
+                continue
+            if "typefilter" in params and task.type != params["typefilter"]:
+                continue
+            if "since" in params and task.starttime < params["since"]:
+                continue
+            if "until" in params and task.starttime > params["until"]:
+                continue
+            if _status_type(task.exitstatus) not in wanted:
+                continue
+            count += 1
+            if count <= start or len(rows) >= limit:
+                continue
+            if task.running:
+                row["status"] = "RUNNING"
             rows.append(row)
-        return rows
+        return Listing(rows, count)
 
     def kill_task(self, node: str, upid: str) -> None:
         task = self.task(node, upid)

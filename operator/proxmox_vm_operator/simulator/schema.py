@@ -55,14 +55,17 @@ def number(raw: object) -> object:
 
 
 def string(max_length: int | None = None, pattern: str | None = None, what: str = "") -> Parser:
+    """A string; with ``what`` the pattern is a named PVE *format*, else a schema ``pattern``."""
     compiled = re.compile(pattern) if pattern else None
 
     def parse(raw: object) -> object:
         text = str(raw)
+        if compiled is not None and not compiled.fullmatch(text):
+            if what:  # check_format dies with a newline-terminated text, kept in the reply
+                raise InvalidValue(f"invalid format - value does not look like a valid {what}\n")
+            raise InvalidValue("value does not match the regex pattern")
         if max_length is not None and len(text) > max_length:
             raise InvalidValue(f"value may only be {max_length} characters long")
-        if compiled is not None and not compiled.fullmatch(text):
-            raise InvalidValue(f"value does not look like a valid {what}" if what else "invalid")
         return text
 
     return parse
@@ -88,7 +91,8 @@ def normalize_tags(raw: object) -> str:
     tags = [t for t in re.split(r"[;,\s]+", str(raw)) if t]
     for tag in tags:
         if not TAG_PATTERN.fullmatch(tag):
-            raise InvalidValue(f"invalid format - invalid characters in tag '{tag}'")
+            # pve_verify_tag's text, prefixed by check_prop, newline kept.
+            raise InvalidValue("invalid format - invalid characters in tag\n")
     return ";".join(sorted({t.lower() for t in tags}))
 
 
@@ -96,12 +100,19 @@ def tags(raw: object) -> object:
     return normalize_tags(raw)
 
 
-vmid = integer(100, 999_999_999)
+def vmid(raw: object) -> object:
+    """``pve-vmid``: an integer, then the format ``^[1-9][0-9]{2,8}$`` (checked before min/max)."""
+    text = str(raw)
+    if isinstance(raw, bool) or not re.fullmatch(r"[+-]?\d+", text):
+        raise InvalidValue(f"type check ('integer') failed - got '{raw}'")
+    if not re.fullmatch(r"[1-9][0-9]{2,8}", text):
+        raise InvalidValue("invalid format - value does not look like a valid VM ID\n")
+    return int(text)
+
+
 node_name = string(pattern=r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?", what="node name")
-dns_name = string(
-    pattern=r"(?=.{1,255}$)[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?)*",
-    what="DNS name",
-)
+_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?"
+dns_name = string(pattern=rf"({_LABEL}\.)*{_LABEL}", what="DNS name")
 text = string()
 
 
@@ -132,7 +143,11 @@ class Schema:
         return Schema({**self.params, **params}, self.indexed)
 
     def validate(self, raw: Mapping[str, object], user: str | None) -> dict[str, object]:
-        """Parse ``raw`` or raise a 400 listing every bad parameter."""
+        """Parse ``raw`` or raise a 400 listing every bad parameter.
+
+        The schema is checked first; the root-only options are refused afterwards, by the
+        handler, and only when set (``skiplock=0`` is fine for anyone), as qemu-server does.
+        """
         errors: dict[str, str] = {}
         values: dict[str, object] = {}
         for name, value in raw.items():
@@ -143,9 +158,6 @@ class Schema:
                     " additional properties"
                 )
                 continue
-            if param.root_only and user != ROOT_USER:
-                errors[name] = "Only root may use this option."
-                continue
             try:
                 values[name] = param.parse(value)
             except InvalidValue as exc:
@@ -155,6 +167,10 @@ class Schema:
                 errors[name] = "property is missing and it is not optional"
         if errors:
             raise param_error(errors)
+        for name, value in values.items():
+            param = self.lookup(name)
+            if param is not None and param.root_only and value and user != ROOT_USER:
+                raise param_error({name: "Only root may use this option."})
         return values
 
 
@@ -204,6 +220,8 @@ VM_CONFIG = Schema(
         "boot": _p(text),
         "protection": _p(boolean),
         "startup": _p(text),
+        "hookscript": _p(text),
+        "shares": _p(integer(0, 50000)),
         "hotplug": _p(text),
         "machine": _p(text),
         "bios": _p(enum("seabios", "ovmf")),

@@ -13,7 +13,7 @@ import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -111,12 +111,16 @@ class Simulator:
 
     async def _main(self, started: Future[None]) -> None:
         self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(self.api.application(), access_log=None)
+        # Replies still pending at shutdown get a second, not aiohttp's default minute.
+        self._runner = web.AppRunner(self.api.application(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await self._listen(self._requested_port)
         rrd = self.cluster.background(self.cluster.rrd_loop())
         started.set_result(None)
         await self._stopping.wait()
+        # Release every waiting handler: hung replies, latency and auth delays end now.
+        self.api.reachable.set()
+        self.clock.set_scale(0)
         rrd.cancel()
         await self.cluster.close()
         await self._runner.cleanup()
@@ -233,14 +237,20 @@ class Simulator:
         self.call(change)
 
     def hold_flock(self, vmid: int, seconds: float) -> None:
-        """Hold the VM's file lock for ``seconds`` (a long task of someone else's)."""
+        """Hold the vmid's file lock for ``seconds`` (a long task of someone else's).
+
+        The lock exists per vmid, so it can be held for a vmid that has no VM yet.
+        """
         acquired: Future[None] = Future()
 
         async def hold() -> None:
-            vm = self.cluster.vms[vmid]
-            async with vm.flock:
+            lock = self.cluster.flock_of(vmid)
+            await lock.acquire()
+            try:
                 acquired.set_result(None)
                 await self.clock.sleep(seconds)
+            finally:
+                await lock.release()
 
         self.call(lambda: self.cluster.background(hold()))
         acquired.result(timeout=30)
@@ -406,8 +416,38 @@ class Simulator:
     # ------------------------------------------------------------------- clock
 
     def advance(self, seconds: float) -> None:
-        """Move simulated time forward: tasks waiting on it finish as if it had passed."""
-        self.call(lambda: self.clock.advance(seconds))
+        """Move simulated time forward: tasks waiting on it finish as if it had passed.
+
+        Work already started (a worker just forked by the last call) first runs up to its
+        next wait, so its deadlines count from before the jump, as they would in real time;
+        what the jump wakes up runs to its next wait before this returns.
+        """
+
+        async def step() -> None:
+            await _settle()
+            self.clock.advance(seconds)
+            await _settle()
+
+        self._run(step)
 
     def set_time_scale(self, scale: float) -> None:
-        self.call(lambda: self.clock.set_scale(scale))
+        async def change() -> None:
+            await _settle()
+            self.clock.set_scale(scale)
+
+        self._run(change)
+
+    def _run(self, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            raise RuntimeError("the simulator is not started")
+        asyncio.run_coroutine_threadsafe(step(), loop).result(timeout=30)
+
+
+async def _settle(rounds: int = 200) -> None:
+    """Let the loop run until nothing is ready any more (every task waits on something)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+        if not getattr(loop, "_ready", None):
+            return

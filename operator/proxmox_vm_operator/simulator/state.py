@@ -29,6 +29,8 @@ CLOUD_INIT_KEYS = frozenset(
         "searchdomain",
     }
 )
+# Storages every node reaches (storage.cfg ``shared 1``); the others are node-local.
+SHARED_STORAGES = frozenset({"ceph-rbd"})
 CONFIG_LOCKS = (
     "backup",
     "clone",
@@ -69,10 +71,12 @@ class Timings:
     ha_delay: float = 10.0
     # pvestatd broadcasts status to /cluster/resources about every 10 s.
     rrd_interval: float = 10.0
-    # Flock waits of qemu-server: 10 s for most calls, 5 s on create, 1 s on clone.
+    # Flock waits of qemu-server: 10 s for most calls, 5 s for create's synchronous
+    # create_and_lock_config, 1 s in the create worker and for clone.
     flock_wait: float = 10.0
     flock_wait_create: float = 5.0
     flock_wait_clone: float = 1.0
+    flock_wait_create_worker: float = 1.0
 
 
 @dataclass
@@ -86,7 +90,6 @@ class VM:
     paused: bool = False
     started_at: float | None = None
     guest: GuestBehaviour = field(default_factory=GuestBehaviour)
-    flock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # What /cluster/resources shows: refreshed by the simulated pvestatd, so it lags.
     rrd: dict[str, Any] | None = None
     disk_counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -138,6 +141,41 @@ class VM:
     def tags(self) -> str | None:
         value = self.config.get("tags")
         return str(value) if value else None
+
+
+class FileLock:
+    """flock(2) on ``/var/lock/qemu-server/lock-{vmid}.conf``: shared holders, or one exclusive.
+
+    qemu-server locks exclusively almost everywhere; a clone of a stopped VM locks its source
+    shared, so several clones of one template run side by side.
+    """
+
+    def __init__(self) -> None:
+        self._shared = 0
+        self._exclusive = False
+        self._changed = asyncio.Condition()
+
+    @property
+    def locked(self) -> bool:
+        return self._exclusive or self._shared > 0
+
+    async def acquire(self, *, shared: bool = False) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._exclusive and (shared or self._shared == 0)
+            )
+            if shared:
+                self._shared += 1
+            else:
+                self._exclusive = True
+
+    async def release(self, *, shared: bool = False) -> None:
+        async with self._changed:
+            if shared:
+                self._shared -= 1
+            else:
+                self._exclusive = False
+            self._changed.notify_all()
 
 
 @dataclass
@@ -218,6 +256,6 @@ def random_mac(rng: random.Random) -> str:
 class Node:
     name: str
     online: bool = True
-    storages: tuple[str, ...] = ("local", "local-lvm")
+    storages: tuple[str, ...] = ("local", "local-lvm", "ceph-rbd")
     tasks_running: int = 0
     max_tasks_running: int = 0
