@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    from .simulator import Simulator
+    from .simulator import GuestBehaviour, Simulator
 
     tokens: dict[str, str] = {}
     for token in args.token:
@@ -29,6 +29,9 @@ def _simulator(args: argparse.Namespace) -> int:
         port=args.port,
         time_scale=args.time_scale,
         cert_dir=args.cert_dir,
+        default_guest=GuestBehaviour(
+            obeys_acpi=args.guest_acpi == "obey", shutdown_seconds=args.guest_shutdown_seconds
+        ),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -38,6 +41,7 @@ def _simulator(args: argparse.Namespace) -> int:
         print(f"ca-file: {simulator.ca_file}", flush=True)
         print(f"nodes: {args.nodes}", flush=True)
         print(f"tokens: {', '.join(tokens) or '(none)'}", flush=True)
+        print(f"guests: {args.guest_acpi} ACPI shutdown requests", flush=True)
         stop.wait()
     return 0
 
@@ -75,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="simulated seconds per real second (0: tasks finish at once)",
+    )
+    sim.add_argument(
+        "--guest-acpi",
+        choices=("obey", "ignore"),
+        default="obey",
+        help="how guests of VMs created through the API react to a graceful shutdown; "
+        "'ignore' models a hung guest, which only a stop can power off",
+    )
+    sim.add_argument(
+        "--guest-shutdown-seconds",
+        type=float,
+        default=3.0,
+        help="how long an obeying guest takes to power off (simulated seconds)",
     )
     sim.set_defaults(run=_simulator)
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,44 +141,6 @@ def test_replies_of_400_and_above_close_the_connection(sim: Simulator) -> None:
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ([^\r]*)\r\n", stream)
     assert statuses == [(b"200", b"OK"), (b"500", MISSING_CONFIG.encode())]
     assert b"Connection: close" in stream.split(b"HTTP/1.1 500")[1]
-
-
-def test_the_command_line_serves_the_simulator_until_terminated() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = Path(sys.executable).with_name("proxmox-vm-operator")
-    process = subprocess.Popen(
-        [str(command), "simulator", "--port", str(port), "--token", "root@pam!ci=s3cret"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        endpoint, ca_file, nodes, tokens = (process.stdout.readline().strip() for _ in range(4))
-        assert endpoint == f"endpoint: https://127.0.0.1:{port}"
-        assert ca_file.startswith("ca-file: ")
-        ca_path = ca_file.removeprefix("ca-file: ")
-        assert Path(ca_path).is_file()
-        assert nodes == "nodes: pve1"
-        assert tokens == "tokens: root@pam!ci"  # the token id, never its secret
-        px = ProxmoxAPI(
-            "127.0.0.1",
-            port=port,
-            user="root@pam",
-            token_name="ci",
-            token_value="s3cret",
-            verify_ssl=ca_path,
-        )
-        assert px.version.get()["release"] == "9.1"
-        assert [node["node"] for node in px.nodes.get()] == ["pve1"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0, stderr
-    assert "s3cret" not in stdout + stderr
 
 
 def test_one_simulators_ca_does_not_verify_another(sim: Simulator) -> None:

@@ -95,8 +95,11 @@ class Cluster:
         timings: Timings,
         faults: Faults,
         seed: int | None = None,
+        default_guest: GuestBehaviour | None = None,
     ) -> None:
         self.clock = clock
+        # How the guest of a VM created or cloned through the API behaves.
+        self.default_guest = default_guest or GuestBehaviour()
         self.timings = timings
         self.faults = faults
         self.nodes = {name: Node(name) for name in nodes}
@@ -486,7 +489,7 @@ class Cluster:
                         f"unable to create VM {vmid} - CT {vmid} already exists on node "
                         f"'{self.containers[vmid]}'",
                     )
-                vm = VM(vmid=vmid, node=node, config={"lock": "create"})
+                vm = VM(vmid=vmid, node=node, config={"lock": "create"}, guest=self.default_guest)
                 self.vms[vmid] = vm
         except TaskError as exc:
             raise ApiError(500, f"unable to create VM {vmid} - {exc}") from None
@@ -581,7 +584,9 @@ class Cluster:
                 if newid in self.vms or newid in self.containers:
                     raise TaskError(f"unable to create VM {newid}: config file already exists")
                 # The new config is written at once, holding only "lock: clone".
-                clone = VM(vmid=newid, node=source.node, config={"lock": "clone"})
+                clone = VM(
+                    vmid=newid, node=source.node, config={"lock": "clone"}, guest=source.guest
+                )
                 self.vms[newid] = clone
                 created.append(clone)
                 await self.clock.sleep(

@@ -47,13 +47,16 @@ class Simulator:
         cert_dir: str | Path | None = None,
         auth_failure_delay: float = 0.0,
         seed: int | None = None,
+        default_guest: GuestBehaviour | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.port = port
         self.clock = SimClock(time_scale)
         self.faults = Faults()
-        self.cluster = Cluster(list(nodes), self.clock, timings or Timings(), self.faults, seed)
+        self.cluster = Cluster(
+            list(nodes), self.clock, timings or Timings(), self.faults, seed, default_guest
+        )
         self.access = Access(dict(tokens or {}), dict(users or {}), auth_failure_delay)
         self.api = ProxmoxApi(self.cluster, self.access, self.faults)
         self._cert_dir = Path(cert_dir) if cert_dir else None
