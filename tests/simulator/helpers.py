@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pytest
 import requests
-from proxmoxer import ProxmoxAPI
+from proxmoxer import ProxmoxAPI, ResourceException
 from proxmoxer.tools import Tasks
 
 from proxmox_vm_operator.simulator import Simulator
@@ -88,3 +89,36 @@ def vm_state(sim: Simulator, vmid: int) -> dict[str, Any]:
     state = sim.vm(vmid)
     assert state is not None, f"VM {vmid} does not exist"
     return state
+
+
+def play_hung_guest_story(px: Any, make_hung: Callable[[int], None]) -> int:
+    """Create and start a VM whose guest ignores ACPI, prove a shutdown cannot power it off
+    and a DELETE is refused while it runs, then stop it with overrule-shutdown and delete it.
+    Returns the vmid, which is gone at the end."""
+    vmid = int(px.cluster.nextid.get())
+    vm = px.nodes("pve1").qemu(vmid)
+    upid = px.nodes("pve1").qemu.post(vmid=vmid, name="hung", memory=1024, scsi0="local-lvm:8")
+    assert wait_for_task(px, upid)["exitstatus"] == "OK"
+    make_hung(vmid)
+    assert wait_for_task(px, vm.status.start.post())["exitstatus"] == "OK"
+
+    shutdown = wait_for_task(px, vm.status.shutdown.post(timeout=20))
+    assert shutdown["exitstatus"] == "VM quit/powerdown failed - got timeout"
+    assert vm.status.current.get()["status"] == "running"
+
+    with pytest.raises(ResourceException) as refused:
+        vm.delete()
+    assert refused.value.status_code == 500
+    assert refused.value.content == f"VM {vmid} is running - destroy failed"
+
+    stop = wait_for_task(px, vm.status.stop.post(**{"overrule-shutdown": 1}))
+    assert stop["exitstatus"] == "OK"
+    assert vm.status.current.get()["status"] == "stopped"
+    assert wait_for_task(px, vm.delete(purge=1))["exitstatus"] == "OK"
+    with pytest.raises(ResourceException) as gone:
+        vm.status.current.get()
+    assert (
+        gone.value.content
+        == f"Configuration file 'nodes/pve1/qemu-server/{vmid}.conf' does not exist"
+    )
+    return vmid

@@ -7,14 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-from proxmoxer import ProxmoxAPI, ResourceException
+from proxmoxer import ProxmoxAPI
+
+from .helpers import play_hung_guest_story
 
 
 def _free_port() -> int:
@@ -59,19 +59,6 @@ def _client(port: int, banner: list[str]) -> Any:
     )
 
 
-def _waiter(px: Any) -> Callable[[str], dict[str, Any]]:
-    def wait(upid: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status: dict[str, Any] = px.nodes("pve1").tasks(upid).status.get()
-            if status["status"] == "stopped":
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"task {upid} did not end")
-
-    return wait
-
-
 def test_the_command_line_prints_where_it_serves_and_stops_on_sigterm() -> None:
     with simulator_process() as (port, banner):
         assert banner[0] == f"endpoint: https://127.0.0.1:{port}"
@@ -84,32 +71,7 @@ def test_the_command_line_prints_where_it_serves_and_stops_on_sigterm() -> None:
 
 
 def test_hung_guest_story_through_the_command_line() -> None:
-    """The issue's acceptance scenario, step by step, with the real proxmoxer client."""
+    """Guests of VMs created through the API ignore ACPI: the whole story, via the CLI."""
     with simulator_process("--guest-acpi", "ignore", "--time-scale", "20") as (port, banner):
         assert banner[4] == "guests: ignore ACPI shutdown requests"
-        px = _client(port, banner)
-        wait = _waiter(px)
-        vmid = int(px.cluster.nextid.get())
-        vm = px.nodes("pve1").qemu(vmid)
-
-        assert (
-            wait(px.nodes("pve1").qemu.post(vmid=vmid, name="hung", memory=512))["exitstatus"]
-            == "OK"
-        )
-        assert wait(vm.status.start.post())["exitstatus"] == "OK"
-
-        shutdown = wait(vm.status.shutdown.post(timeout=20))
-        assert shutdown["exitstatus"] == "VM quit/powerdown failed - got timeout"
-        assert vm.status.current.get()["status"] == "running"
-
-        with pytest.raises(ResourceException) as refused:
-            vm.delete()
-        assert refused.value.status_code == 500
-        assert refused.value.content == f"VM {vmid} is running - destroy failed"
-
-        assert wait(vm.status.stop.post(**{"overrule-shutdown": 1}))["exitstatus"] == "OK"
-        assert vm.status.current.get()["status"] == "stopped"
-        assert wait(vm.delete())["exitstatus"] == "OK"
-        with pytest.raises(ResourceException) as gone:
-            vm.status.current.get()
-        assert "does not exist" in gone.value.content
+        play_hung_guest_story(_client(port, banner), lambda vmid: None)
