@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -46,6 +47,57 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+    import prometheus_client
+
+    from . import handlers, kube, metrics
+    from .controller.budget import TaskBudget
+    from .controller.connections import ClientPool
+    from .controller.destroyer import Destroyer
+    from .controller.reconciler import Reconciler
+    from .domain.model import FINALIZER, GROUP
+
+    if args.namespace and args.all_namespaces:
+        print("use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    logging.getLogger("kopf.objects").addFilter(handlers.ProgressLogFilter())
+    kube.configure()
+
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    # Progress and the diff base live in annotations: the status schema is strict, so an API
+    # server would prune kopf's default status.kopf field.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.watching.server_timeout = 300
+    settings.peering.standalone = args.standalone
+
+    pool = ClientPool(observer=metrics.observe_api_call)
+    runtime = handlers.Runtime(
+        reconciler=Reconciler(pool),
+        destroyer=Destroyer(
+            pool, TaskBudget(args.max_tasks_per_node), stall_after=args.stall_after
+        ),
+        tracker=metrics.DestroyTracker(),
+    )
+    prometheus_client.start_http_server(args.metrics_port, addr=args.bind_address)
+    host = f"[{args.bind_address}]" if ":" in args.bind_address else args.bind_address
+    try:
+        kopf.run(
+            settings=settings,
+            standalone=args.standalone,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=f"http://{host}:{args.liveness_port}/healthz",
+            memo=kopf.Memo(runtime=runtime),
+        )
+    finally:
+        pool.close()
+    return 0
+
+
 def _crd(args: argparse.Namespace) -> int:
     from .crd import render_crd
 
@@ -59,6 +111,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconcile Proxmox VE virtual machines from ProxmoxVM custom resources.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    run.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no -n is given)",
+    )
+    run.add_argument("--metrics-port", type=int, default=8000, help="Prometheus /metrics port")
+    run.add_argument("--liveness-port", type=int, default=8080, help="liveness /healthz port")
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",  # noqa: S104 - in a pod, probes and Prometheus come from outside
+        help="address of both endpoints",
+    )
+    run.add_argument(
+        "--stall-after",
+        type=float,
+        default=600,
+        help="seconds after which a destroy that cannot progress sets DeletionStalled",
+    )
+    run.add_argument(
+        "--max-tasks-per-node",
+        type=int,
+        default=4,
+        help="most Proxmox tasks the operator keeps in flight on one node",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run without kopf peering (only one operator replica may run then)",
+    )
+    run.add_argument("--log-format", choices=("plain", "full", "json"), default="full")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(run=_run)
 
     sim = commands.add_parser(
         "simulator", help="serve the Proxmox VE API simulator over TLS (tests, demo, benchmarks)"

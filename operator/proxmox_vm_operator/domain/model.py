@@ -275,6 +275,13 @@ class DestroyStatus(_Model):
     last_error: str = Field(default="", alias="lastError", max_length=4096)
 
 
+class TaskRef(_Model):
+    """A Proxmox task the operator started outside a destroy and has not seen finish yet."""
+
+    upid: str = Field(description="The task's UPID.")
+    action: str = Field(description="What the task does: create, clone, start or stop.")
+
+
 class ProxmoxVMStatus(_Model):
     """Observed state, written by the operator."""
 
@@ -284,4 +291,5 @@ class ProxmoxVMStatus(_Model):
     phase: Phase | None = None
     power_state: ObservedPower | None = Field(default=None, alias="powerState")
     conditions: list[Condition] = Field(default_factory=list)
+    task: TaskRef | None = Field(default=None, description="Provisioning or power task in flight.")
     destroy: DestroyStatus | None = None

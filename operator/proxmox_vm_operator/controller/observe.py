@@ -1,0 +1,52 @@
+"""Turn Proxmox answers into the domain's observations, never mistaking an error for absence."""
+
+from __future__ import annotations
+
+from ..domain.destroy import (
+    TaskObservation,
+    TaskState,
+    VMAbsent,
+    VMObservation,
+    VMPresent,
+    VMUnreachable,
+)
+from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError
+
+
+async def observe_vm(client: ProxmoxClient, vmid: int) -> VMObservation:
+    """Look the VM up cluster-wide; only a successful listing without it is VMAbsent."""
+    try:
+        found = await client.find_vm(vmid)
+        if found is None:
+            return VMAbsent()
+        status = await client.vm_status(found.node, vmid)
+        config = await client.vm_config(found.node, vmid)
+    except ProxmoxError as exc:
+        if exc.kind is ErrorKind.ABSENT:
+            # Listed a moment ago, gone from its node now (moved or being deleted): look again.
+            return VMUnreachable(f"VM {vmid} changed during the lookup: {exc.message}")
+        return VMUnreachable(exc.message)
+    return VMPresent(
+        node=found.node,
+        tags=frozenset(config.tags),
+        running=status.running,
+        lock=config.lock,
+        protected=config.protected,
+        ha_managed=status.ha_managed,
+    )
+
+
+async def observe_task(client: ProxmoxClient, upid: str) -> TaskObservation:
+    try:
+        task = await client.task_status(upid)
+    except ProxmoxError as exc:
+        if exc.kind is ErrorKind.REJECTED:
+            # Proxmox no longer knows the task (e.g. its node was reinstalled): count it as
+            # failed so the step is retried with a new, idempotent call.
+            return TaskObservation(TaskState.FAILED, f"task status unavailable: {exc.message}")
+        return TaskObservation(TaskState.UNKNOWN, exc.message)
+    if task.running:
+        return TaskObservation(TaskState.RUNNING)
+    if task.ok:
+        return TaskObservation(TaskState.SUCCEEDED, task.exitstatus or "OK")
+    return TaskObservation(TaskState.FAILED, task.exitstatus or "unexpected status")

@@ -1,0 +1,306 @@
+"""One pass of reconcile: bring the VM one step closer to the spec, and report.
+
+Each pass makes at most one state-changing Proxmox call and returns. The caller merges
+``status`` into the object's status and runs the next pass after ``retry_after`` seconds
+(``None``: nothing left to do until the object changes or the drift timer fires).
+
+Safety rules: the VMID is persisted in status *before* anything is created, so a crash
+between the create call and the status write cannot leak a VM; a VM without our ownership
+tag is never touched unless ``spec.adopt`` says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain.conditions import READY, find, set_condition
+from ..domain.destroy import Event, backoff
+from ..domain.model import ObservedPower, Phase, PowerState, ProxmoxVMSpec
+from ..domain.vmconfig import config_changes, desired_config, ownership_tag, with_ownership_tag
+from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
+from .connections import ClientPool, ConnectionUnavailable
+from .observe import observe_task
+
+AFTER_CALL = 1.0
+NOT_OWNED_RECHECK = 60.0
+POWER_OFF_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class ReconcileRequest:
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+
+@dataclass
+class ReconcilePass:
+    status: dict[str, Any] = field(default_factory=dict)  # merged into .status
+    events: list[Event] = field(default_factory=list)
+    retry_after: float | None = None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"spec.{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class Reconciler:
+    def __init__(self, pool: ClientPool) -> None:
+        self.pool = pool
+
+    async def run_pass(
+        self, request: ReconcileRequest, now: datetime.datetime, *, attempt: int = 0
+    ) -> ReconcilePass:
+        """``attempt`` counts the passes that failed in a row; it sets the backoff."""
+        step = _Pass(request, now)
+        try:
+            spec = ProxmoxVMSpec.model_validate(request.spec)
+        except ValidationError as exc:
+            return step.refuse("InvalidSpec", _describe(exc))
+        known = request.status.get("vmid")
+        if known is not None and spec.vmid is not None and spec.vmid != known:
+            return step.refuse(
+                "InvalidSpec", f"spec.vmid is immutable: this object owns VM {known}"
+            )
+        try:
+            client = await self.pool.client(request.namespace, spec.connection_ref.name)
+        except ConnectionUnavailable as exc:
+            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0)
+        try:
+            return await step.run(spec, client)
+        except ProxmoxError as exc:
+            reason = (
+                "ProxmoxUnreachable"
+                if exc.kind in (ErrorKind.UNREACHABLE, ErrorKind.UNAUTHORIZED)
+                else "ProxmoxError"
+            )
+            status = "Unknown" if exc.kind is ErrorKind.UNREACHABLE else "False"
+            return step.not_ready(reason, exc.message, retry=backoff(attempt + 1), status=status)
+
+
+class _Pass:
+    def __init__(self, request: ReconcileRequest, now: datetime.datetime) -> None:
+        self.request = request
+        self.now = now
+        self.result = ReconcilePass()
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _ready(self, status: str, reason: str, message: str) -> None:
+        previous = find(self.request.status.get("conditions") or [], READY)
+        self.result.status["conditions"] = set_condition(
+            self.request.status.get("conditions") or [],
+            READY,
+            status,
+            reason,
+            message,
+            now=self.now,
+            generation=self.request.generation,
+        )
+        self.result.status["observedGeneration"] = self.request.generation
+        if status == "False" and (previous is None or previous.get("reason") != reason):
+            self.result.events.append(Event("Warning", reason, message))
+
+    def refuse(self, reason: str, message: str) -> ReconcilePass:
+        """Bad input: say so, call nothing, and wait for the user to change the object."""
+        self._ready("False", reason, message)
+        self.result.status["phase"] = Phase.FAILED.value
+        return self.result
+
+    def not_ready(
+        self, reason: str, message: str, *, retry: float, status: str = "False"
+    ) -> ReconcilePass:
+        self._ready(status, reason, message)
+        self.result.retry_after = retry
+        return self.result
+
+    def _progress(self, reason: str, message: str, event: Event | None = None) -> ReconcilePass:
+        previous = self.request.status.get("conditions") or []
+        self.result.status["conditions"] = set_condition(
+            previous, READY, "False", reason, message, now=self.now, generation=None
+        )
+        if event is not None:
+            self.result.events.append(event)
+        self.result.retry_after = AFTER_CALL
+        return self.result
+
+    # -- the pass ---------------------------------------------------------------------------
+
+    async def run(self, spec: ProxmoxVMSpec, client: ProxmoxClient) -> ReconcilePass:
+        status = self.request.status
+        vmid = status.get("vmid")
+        if vmid is None:
+            # Persist the VMID before anything exists under it.
+            vmid = spec.vmid if spec.vmid is not None else await client.next_vmid()
+            self.result.status.update({"vmid": vmid, "phase": Phase.PROVISIONING.value})
+            return self._progress("Provisioning", f"VM {vmid} will be created on {spec.node}")
+
+        task = status.get("task")
+        if task:
+            finished = await self._follow_task(spec, client, int(vmid), task)
+            if finished is not None:
+                return finished
+
+        found = await client.find_vm(int(vmid))
+        if found is None:
+            return await self._create(spec, client, int(vmid))
+        if ownership_tag(self.request.uid) not in found.tags:
+            if not spec.adopt:
+                return self.not_ready(
+                    "NotOwned",
+                    f"VM {vmid} on {found.node} exists and lacks this object's ownership tag "
+                    f"{ownership_tag(self.request.uid)}; it is left untouched. Set "
+                    "spec.adopt: true to take it over.",
+                    retry=NOT_OWNED_RECHECK,
+                )
+            return await self._adopt(client, found)
+        if found.lock:
+            return self.not_ready(
+                "VMLocked", f"VM {vmid} is locked ({found.lock})", retry=5.0, status="Unknown"
+            )
+        return await self._converge(spec, client, found)
+
+    async def _follow_task(
+        self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int, task: Mapping[str, Any]
+    ) -> ReconcilePass | None:
+        upid, action = str(task.get("upid")), str(task.get("action"))
+        observed = await observe_task(client, upid)
+        if observed.state.value == "running":
+            return self._progress(_PROGRESS_REASON.get(action, "Provisioning"), f"{action} running")
+        if observed.state.value == "unknown":
+            return self.not_ready(
+                "ProxmoxUnreachable", observed.exitstatus, retry=5.0, status="Unknown"
+            )
+        self.result.status["task"] = None
+        if observed.state.value == "failed":
+            return self.not_ready(
+                f"{action.capitalize()}Failed",
+                f"{action} of VM {vmid} failed: {observed.exitstatus}",
+                retry=backoff(3),
+            )
+        if action == "clone":
+            # A clone carries the source's name and tags: make it ours before anything else.
+            found = await client.find_vm(vmid)
+            if found is not None:
+                desired = self._desired(spec)
+                settable = {k: v for k, v in desired.items() if not _is_disk(k)}
+                await client.update_config(found.node, vmid, settable)
+        return None
+
+    def _desired(self, spec: ProxmoxVMSpec) -> dict[str, str | int]:
+        return desired_config(spec, self.request.name, self.request.uid)
+
+    async def _create(self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int) -> ReconcilePass:
+        clone = spec.source.clone_from if spec.source else None
+        if clone is not None:
+            source_node = clone.node
+            if source_node is None:
+                source = await client.find_vm(clone.vmid)
+                if source is None:
+                    return self.not_ready(
+                        "SourceNotFound", f"clone source VM {clone.vmid} does not exist", retry=30.0
+                    )
+                source_node = source.node
+            upid = await client.clone_vm(
+                source_node,
+                clone.vmid,
+                vmid,
+                name=spec.name or self.request.name,
+                full=clone.full,
+                storage=clone.storage if clone.full else None,
+                target=spec.node if spec.node != source_node else None,
+            )
+            action, message = "clone", f"cloning VM {clone.vmid} to {vmid} on {spec.node}"
+        else:
+            upid = await client.create_vm(spec.node, vmid, self._desired(spec))
+            action, message = "create", f"creating VM {vmid} on {spec.node}"
+        self.result.status.update(
+            {"task": {"upid": str(upid), "action": action}, "phase": Phase.PROVISIONING.value}
+        )
+        return self._progress("Provisioning", message, Event("Normal", "Creating", message))
+
+    async def _adopt(self, client: ProxmoxClient, found: VmResource) -> ReconcilePass:
+        config = await client.vm_config(found.node, found.vmid)
+        tags = with_ownership_tag(";".join(config.tags), self.request.uid)
+        await client.update_config(found.node, found.vmid, {"tags": tags}, digest=config.digest)
+        message = f"adopted VM {found.vmid} on {found.node} (spec.adopt)"
+        return self._progress("Adopting", message, Event("Normal", "Adopted", message))
+
+    async def _converge(
+        self, spec: ProxmoxVMSpec, client: ProxmoxClient, found: VmResource
+    ) -> ReconcilePass:
+        vmid, node = found.vmid, found.node
+        config = await client.vm_config(node, vmid)
+        desired = self._desired(spec)
+        if spec.source and spec.source.clone_from:
+            desired = {k: v for k, v in desired.items() if not _is_disk(k)}
+        changes = config_changes(desired, config.values)
+        if changes.set:
+            await client.update_config(node, vmid, changes.set, digest=config.digest)
+            keys = ", ".join(sorted(changes.set))
+            return self._progress(
+                "Updating", f"updated {keys}", Event("Normal", "ConfigUpdated", f"set {keys}")
+            )
+        current = await client.vm_status(node, vmid)
+        want_running = spec.power_state is PowerState.RUNNING
+        if want_running and not current.running:
+            upid = await client.start_vm(node, vmid)
+            self.result.status["task"] = {"upid": str(upid), "action": "start"}
+            return self._progress(
+                "Starting",
+                f"starting VM {vmid}",
+                Event("Normal", "Starting", f"starting VM {vmid}"),
+            )
+        if not want_running and current.running:
+            upid = await client.shutdown_vm(node, vmid, timeout=POWER_OFF_TIMEOUT, force_stop=True)
+            self.result.status["task"] = {"upid": str(upid), "action": "stop"}
+            return self._progress(
+                "Stopping",
+                f"stopping VM {vmid}",
+                Event("Normal", "Stopping", f"stopping VM {vmid}"),
+            )
+        power = (
+            ObservedPower.PAUSED
+            if current.qmpstatus == "paused"
+            else ObservedPower.RUNNING
+            if current.running
+            else ObservedPower.STOPPED
+        )
+        self.result.status.update(
+            {
+                "node": node,
+                "powerState": power.value,
+                "phase": (Phase.RUNNING if current.running else Phase.STOPPED).value,
+            }
+        )
+        message = f"VM {vmid} on {node} matches the spec"
+        if changes.unsupported:
+            message += (
+                f"; cannot change in place (left as they are): {', '.join(changes.unsupported)}"
+            )
+        self._ready("True", "Reconciled", message)
+        return self.result
+
+
+_PROGRESS_REASON = {
+    "create": "Provisioning",
+    "clone": "Provisioning",
+    "start": "Starting",
+    "stop": "Stopping",
+}
+
+
+def _is_disk(key: str) -> bool:
+    return key.rstrip("0123456789") in ("scsi", "virtio", "sata", "ide")

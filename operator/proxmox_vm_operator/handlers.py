@@ -1,0 +1,196 @@
+"""kopf handlers: translate kopf's events into controller passes, and their results back.
+
+Deliberately thin. Two rules keep the destroy safe (design.md):
+- no handler here has a timeout or a retry limit, and none raises kopf.PermanentError:
+  kopf releases the finalizer after those, which would leak the VM;
+- a pass that is not finished raises kopf.TemporaryError with the pass's delay, so no worker
+  ever waits on Proxmox.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest
+from .controller.reconciler import Reconciler, ReconcileRequest
+from .domain.conditions import DELETING, DELETING_REASONS, DELETION_STALLED, set_condition
+from .domain.destroy import Event, Outcome
+from .domain.model import GROUP, PLURAL, VERSION, DestroyStatus, Phase
+
+DRIFT_CHECK_SECONDS = 60.0
+# kopf logs every TemporaryError as an error; a pass that is merely not finished yet says
+# so with this prefix, and ProgressLogFilter logs it at INFO (or WARNING while stalled).
+IN_PROGRESS = "in progress: "
+STALLED = "stalled: "
+
+
+class ProgressLogFilter(logging.Filter):
+    """Keep the operator's log honest: progress is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.msg:
+            text = record.getMessage()
+            if f"failed temporarily: {IN_PROGRESS}" in text:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+            elif f"failed temporarily: {STALLED}" in text:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+@dataclass
+class Runtime:
+    """What the handlers need, built once by ``proxmox-vm-operator run`` (kopf's memo)."""
+
+    reconciler: Reconciler
+    destroyer: Destroyer
+    tracker: metrics.DestroyTracker
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _post(body: kopf.Body, events: list[Event]) -> None:
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def _merge_status(patch: kopf.Patch, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        patch.status[key] = value
+
+
+# ------------------------------------------------------------------------------ reconcile
+
+
+async def _reconcile(
+    body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, *, raise_to_retry: bool
+) -> None:
+    runtime: Runtime = memo.runtime
+    meta = body.metadata
+    request = ReconcileRequest(
+        namespace=str(meta.namespace),
+        name=str(meta.name),
+        uid=str(meta.uid),
+        generation=meta.get("generation"),
+        spec=dict(body.spec),
+        status=dict(body.status),
+    )
+    result = await runtime.reconciler.run_pass(request, _now(), attempt=retry)
+    _merge_status(patch, result.status)
+    _post(body, result.events)
+    if result.retry_after is not None and raise_to_retry:
+        raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, **_: Any) -> None:
+    if body.metadata.get("deletionTimestamp"):
+        return
+    await _reconcile(body, patch, memo, retry, raise_to_retry=True)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, idle=DRIFT_CHECK_SECONDS / 2)
+async def check_drift(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    """A periodic pass, for changes made in Proxmox behind the operator's back."""
+    if body.metadata.get("deletionTimestamp"):
+        return
+    await _reconcile(body, patch, memo, 0, raise_to_retry=False)
+
+
+# -------------------------------------------------------------------------------- destroy
+
+
+def _report_destroy(
+    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, result: DestroyPass
+) -> None:
+    meta = body.metadata
+    now = _now()
+    conditions = list(body.status.get("conditions") or [])
+    record = result.record
+    patch.status["phase"] = Phase.DELETING.value
+    if record is not None:
+        patch.status["destroy"] = record.model_dump(by_alias=True, exclude_none=True, mode="json")
+        conditions = set_condition(
+            conditions,
+            DELETING,
+            "True",
+            DELETING_REASONS[record.step],
+            result.message or f"destroy step {record.step.value}",
+            now=now,
+            generation=meta.get("generation"),
+        )
+    stalled = result.stalled
+    conditions = set_condition(
+        conditions,
+        DELETION_STALLED,
+        "True" if stalled else "False",
+        stalled.value if stalled else "Progressing",
+        result.message if stalled else "",
+        now=now,
+        generation=meta.get("generation"),
+    )
+    patch.status["conditions"] = conditions
+    if stalled is not None:
+        metrics.destroy_errors.labels(stalled.value).inc()
+    if record is not None and not result.done:
+        started = datetime.datetime.strptime(record.started_at, "%Y-%m-%dT%H:%M:%SZ")
+        runtime.tracker.update(
+            str(meta.namespace),
+            str(meta.name),
+            started.replace(tzinfo=datetime.UTC).timestamp(),
+            record.step.value,
+            stalled.value if stalled else None,
+        )
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    meta = body.metadata
+    request = DestroyRequest(
+        namespace=str(meta.namespace),
+        name=str(meta.name),
+        uid=str(meta.uid),
+        annotations=dict(meta.annotations),
+        spec=dict(body.spec),
+        status=dict(body.status),
+    )
+    result = await runtime.destroyer.run_pass(request, _now())
+    _post(body, result.events)
+    _report_destroy(body, patch, runtime, result)
+    if result.fallback:
+        metrics.destroy_fallbacks.inc()
+    if result.done:
+        assert result.outcome is not None
+        _finished(body, runtime, result.record, result.outcome)
+        return
+    prefix = STALLED if result.stalled else IN_PROGRESS
+    message = f"{prefix}{result.message or 'destroy'}"
+    raise kopf.TemporaryError(message, delay=result.retry_after)
+
+
+def _finished(
+    body: kopf.Body, runtime: Runtime, record: DestroyStatus | None, outcome: Outcome
+) -> None:
+    meta = body.metadata
+    runtime.tracker.finish(str(meta.namespace), str(meta.name))
+    deleted_at = meta.get("deletionTimestamp")
+    mode = record.mode.value if record is not None else "None"
+    if deleted_at:
+        since = datetime.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.UTC
+        )
+        metrics.destroy_duration.labels(mode, outcome.value).observe(
+            max(0.0, (_now() - since).total_seconds())
+        )
+    logging.getLogger(__name__).info("released %s/%s: %s", meta.namespace, meta.name, outcome.value)

@@ -1,0 +1,93 @@
+"""Every Prometheus metric of the operator, named as in design.md, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from .proxmox import ApiCall
+
+DESTROY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
+
+destroy_duration = Histogram(
+    "proxmoxvm_destroy_duration_seconds",
+    "Time from deletionTimestamp to the finalizer's release.",
+    ["mode", "outcome"],
+    buckets=DESTROY_BUCKETS,
+)
+destroy_started = Gauge(
+    "proxmoxvm_destroy_started_timestamp_seconds",
+    "Unix time a destroy started; present only while it is in flight.",
+    ["namespace", "name"],
+)
+destroys_in_progress = Gauge(
+    "proxmoxvm_destroys_in_progress", "Destroys in flight, by current step.", ["step"]
+)
+destroys_stalled = Gauge(
+    "proxmoxvm_destroys_stalled", "Destroys with DeletionStalled=True, by reason.", ["reason"]
+)
+destroy_fallbacks = Counter(
+    "proxmoxvm_destroy_fallback",
+    "Graceful shutdowns that ran out of time and were followed by a forced stop.",
+)
+destroy_errors = Counter(
+    "proxmoxvm_destroy_errors", "Destroy passes that ended in an error, by reason.", ["reason"]
+)
+api_request_duration = Histogram(
+    "proxmox_api_request_duration_seconds",
+    "Proxmox VE API calls, by method, templated endpoint and HTTP status code.",
+    ["method", "endpoint", "code"],
+)
+task_duration = Histogram(
+    "proxmox_task_duration_seconds",
+    "Proxmox tasks started by the operator, by type and final status.",
+    ["type", "status"],
+    buckets=DESTROY_BUCKETS,
+)
+
+
+def observe_api_call(call: ApiCall) -> None:
+    code = str(call.status_code) if call.status_code is not None else "error"
+    api_request_duration.labels(call.method, call.endpoint, code).observe(call.duration_seconds)
+
+
+class DestroyTracker:
+    """Keeps the per-step and per-reason gauges equal to the destroys in flight."""
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple[str, str], str] = {}
+        self._stalls: dict[tuple[str, str], str] = {}
+
+    def update(
+        self, namespace: str, name: str, started_at: float, step: str, stalled: str | None
+    ) -> None:
+        key = (namespace, name)
+        destroy_started.labels(namespace, name).set(started_at)
+        self._steps[key] = step
+        if stalled is None:
+            self._stalls.pop(key, None)
+        else:
+            self._stalls[key] = stalled
+        self._publish()
+
+    def finish(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._steps.pop(key, None)
+        self._stalls.pop(key, None)
+        with contextlib.suppress(KeyError):
+            destroy_started.remove(namespace, name)
+        self._publish()
+
+    def _publish(self) -> None:
+        for gauge, values in (
+            (destroys_in_progress, self._steps),
+            (destroys_stalled, self._stalls),
+        ):
+            counts = Tally(values.values())
+            for labels in list(gauge._metrics):  # drop label sets that have no destroy left
+                if labels[0] not in counts:
+                    gauge.remove(*labels)
+            for label, count in counts.items():
+                gauge.labels(label).set(count)
