@@ -75,11 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     settings.peering.standalone = args.standalone
 
     pool = ClientPool(observer=metrics.observe_api_call)
+    budget = TaskBudget(args.max_tasks_per_node)  # shared: one limit per node for all work
     runtime = handlers.Runtime(
-        reconciler=Reconciler(pool),
-        destroyer=Destroyer(
-            pool, TaskBudget(args.max_tasks_per_node), stall_after=args.stall_after
-        ),
+        reconciler=Reconciler(pool, budget),
+        destroyer=Destroyer(pool, budget, stall_after=args.stall_after),
         tracker=metrics.DestroyTracker(),
     )
     prometheus_client.start_http_server(args.metrics_port, addr=args.bind_address)

@@ -23,6 +23,7 @@ from ..domain.destroy import Event, backoff
 from ..domain.model import ObservedPower, Phase, PowerState, ProxmoxVMSpec
 from ..domain.vmconfig import config_changes, desired_config, ownership_tag, with_ownership_tag
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
+from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
 from .observe import observe_task
 
@@ -57,14 +58,15 @@ def _describe(error: ValidationError) -> str:
 
 
 class Reconciler:
-    def __init__(self, pool: ClientPool) -> None:
+    def __init__(self, pool: ClientPool, budget: TaskBudget | None = None) -> None:
         self.pool = pool
+        self.budget = budget or TaskBudget(per_node=4)
 
     async def run_pass(
         self, request: ReconcileRequest, now: datetime.datetime, *, attempt: int = 0
     ) -> ReconcilePass:
         """``attempt`` counts the passes that failed in a row; it sets the backoff."""
-        step = _Pass(request, now)
+        step = _Pass(request, now, self.budget)
         try:
             spec = ProxmoxVMSpec.model_validate(request.spec)
         except ValidationError as exc:
@@ -91,10 +93,25 @@ class Reconciler:
 
 
 class _Pass:
-    def __init__(self, request: ReconcileRequest, now: datetime.datetime) -> None:
+    def __init__(
+        self, request: ReconcileRequest, now: datetime.datetime, budget: TaskBudget
+    ) -> None:
         self.request = request
         self.now = now
+        self.budget = budget
         self.result = ReconcilePass()
+
+    def _no_room(self, client: ProxmoxClient, node: str) -> ReconcilePass | None:
+        """--max-tasks-per-node: wait rather than pile more tasks onto a busy node."""
+        if self.budget.has_room(f"{client.settings.endpoint}/{node}"):
+            return None
+        return self._progress(
+            "Waiting", f"{self.budget.per_node} Proxmox tasks already in flight on {node}"
+        )
+
+    def _task_started(self, client: ProxmoxClient, node: str, upid: object, action: str) -> None:
+        self.budget.started(f"{client.settings.endpoint}/{node}", str(upid))
+        self.result.status["task"] = {"upid": str(upid), "action": action}
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -184,6 +201,7 @@ class _Pass:
                 "ProxmoxUnreachable", observed.exitstatus, retry=5.0, status="Unknown"
             )
         self.result.status["task"] = None
+        self.budget.finished(upid)
         if observed.state.value == "failed":
             return self.not_ready(
                 f"{action.capitalize()}Failed",
@@ -203,6 +221,9 @@ class _Pass:
         return desired_config(spec, self.request.name, self.request.uid)
 
     async def _create(self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int) -> ReconcilePass:
+        busy = self._no_room(client, spec.node)
+        if busy is not None:
+            return busy
         clone = spec.source.clone_from if spec.source else None
         if clone is not None:
             source_node = clone.node
@@ -226,9 +247,8 @@ class _Pass:
         else:
             upid = await client.create_vm(spec.node, vmid, self._desired(spec))
             action, message = "create", f"creating VM {vmid} on {spec.node}"
-        self.result.status.update(
-            {"task": {"upid": str(upid), "action": action}, "phase": Phase.PROVISIONING.value}
-        )
+        self._task_started(client, spec.node, upid, action)
+        self.result.status["phase"] = Phase.PROVISIONING.value
         return self._progress("Provisioning", message, Event("Normal", "Creating", message))
 
     async def _adopt(self, client: ProxmoxClient, found: VmResource) -> ReconcilePass:
@@ -255,9 +275,13 @@ class _Pass:
             )
         current = await client.vm_status(node, vmid)
         want_running = spec.power_state is PowerState.RUNNING
+        if want_running != current.running:
+            busy = self._no_room(client, node)
+            if busy is not None:
+                return busy
         if want_running and not current.running:
             upid = await client.start_vm(node, vmid)
-            self.result.status["task"] = {"upid": str(upid), "action": "start"}
+            self._task_started(client, node, upid, "start")
             return self._progress(
                 "Starting",
                 f"starting VM {vmid}",
@@ -265,7 +289,7 @@ class _Pass:
             )
         if not want_running and current.running:
             upid = await client.shutdown_vm(node, vmid, timeout=POWER_OFF_TIMEOUT, force_stop=True)
-            self.result.status["task"] = {"upid": str(upid), "action": "stop"}
+            self._task_started(client, node, upid, "stop")
             return self._progress(
                 "Stopping",
                 f"stopping VM {vmid}",
@@ -286,6 +310,15 @@ class _Pass:
             }
         )
         message = f"VM {vmid} on {node} matches the spec"
+        pending = await client.pending_keys(node, vmid) if current.running else []
+        if pending:
+            # cores, memory and the like apply at the next start; say so instead of rebooting.
+            message += f"; waiting for a reboot to apply: {', '.join(pending)}"
+            previous = find(self.request.status.get("conditions") or [], READY)
+            if previous is None or "waiting for a reboot" not in str(previous.get("message")):
+                self.result.events.append(
+                    Event("Normal", "RebootRequired", f"a reboot applies {', '.join(pending)}")
+                )
         if changes.unsupported:
             message += (
                 f"; cannot change in place (left as they are): {', '.join(changes.unsupported)}"

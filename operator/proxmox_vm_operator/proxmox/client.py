@@ -158,6 +158,10 @@ class ProxmoxClient:
     async def vm_config(self, node: str, vmid: int) -> VmConfig:
         return await self._call(VmConfig.from_api, "GET", f"{_VM}/config", node=node, vmid=vmid)
 
+    async def pending_keys(self, node: str, vmid: int) -> list[str]:
+        """Config keys whose change waits for the next start (`GET .../pending`)."""
+        return await self._call(_parse_pending_keys, "GET", f"{_VM}/pending", node=node, vmid=vmid)
+
     async def ha_resource(self, vmid: int) -> HaResource:
         """The VM's HA resource; raises ABSENT (`no such resource`) when it is not HA-managed."""
         self._check_vmid(vmid)
@@ -398,6 +402,12 @@ class ProxmoxClient:
     def _check_vmid(vmid: object) -> None:
         if not isinstance(vmid, int) or isinstance(vmid, bool) or vmid not in _VMID_RANGE:
             raise RejectedError(f"not a Proxmox VM id: {vmid!r}")
+
+
+def _parse_pending_keys(entries: Any) -> list[str]:
+    return sorted(
+        str(entry["key"]) for entry in entries if "pending" in entry or entry.get("delete")
+    )
 
 
 def _parse_vm_list(entries: Any) -> list[VmResource]:
