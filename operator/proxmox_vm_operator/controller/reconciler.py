@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from ..domain.conditions import READY, find, set_condition
 from ..domain.destroy import Event, backoff
-from ..domain.model import ObservedPower, Phase, PowerState, ProxmoxVMSpec
+from ..domain.model import OWNERSHIP_TAG_PREFIX, ObservedPower, Phase, PowerState, ProxmoxVMSpec
 from ..domain.vmconfig import config_changes, desired_config, ownership_tag, with_ownership_tag
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
 from .budget import TaskBudget
@@ -173,7 +173,17 @@ class _Pass:
         found = await client.find_vm(int(vmid))
         if found is None:
             return await self._create(spec, client, int(vmid))
-        if ownership_tag(self.request.uid) not in found.tags:
+        ours = ownership_tag(self.request.uid)
+        if ours not in found.tags:
+            claimed = sorted(t for t in found.tags if t.startswith(OWNERSHIP_TAG_PREFIX))
+            if claimed:
+                # Another object owns it: adopt never takes a VM from its owner.
+                return self.not_ready(
+                    "NotOwned",
+                    f"VM {vmid} on {found.node} belongs to another object ({', '.join(claimed)}); "
+                    "it is left untouched",
+                    retry=NOT_OWNED_RECHECK,
+                )
             if not spec.adopt:
                 return self.not_ready(
                     "NotOwned",
@@ -200,9 +210,9 @@ class _Pass:
             return self.not_ready(
                 "ProxmoxUnreachable", observed.exitstatus, retry=5.0, status="Unknown"
             )
-        self.result.status["task"] = None
         self.budget.finished(upid)
         if observed.state.value == "failed":
+            self.result.status["task"] = None
             return self.not_ready(
                 f"{action.capitalize()}Failed",
                 f"{action} of VM {vmid} failed: {observed.exitstatus}",
@@ -210,11 +220,16 @@ class _Pass:
             )
         if action == "clone":
             # A clone carries the source's name and tags: make it ours before anything else.
+            # The task stays recorded until this write succeeds, so a failed write is retried
+            # instead of leaving our own clone looking foreign; it is this pass's one write.
             found = await client.find_vm(vmid)
             if found is not None:
                 desired = self._desired(spec)
                 settable = {k: v for k, v in desired.items() if not _is_disk(k)}
                 await client.update_config(found.node, vmid, settable)
+                self.result.status["task"] = None
+                return self._progress("Provisioning", f"took ownership of the clone {vmid}")
+        self.result.status["task"] = None
         return None
 
     def _desired(self, spec: ProxmoxVMSpec) -> dict[str, str | int]:
@@ -275,6 +290,14 @@ class _Pass:
             )
         current = await client.vm_status(node, vmid)
         want_running = spec.power_state is PowerState.RUNNING
+        if current.running and current.qmpstatus == "paused":
+            # Paused is neither state the spec can ask for; resuming is a human's call.
+            self.result.status.update({"node": node, "powerState": ObservedPower.PAUSED.value})
+            return self.not_ready(
+                "VMPaused",
+                f"VM {vmid} is paused; resume it in Proxmox or set spec.powerState",
+                retry=NOT_OWNED_RECHECK,
+            )
         if want_running != current.running:
             busy = self._no_room(client, node)
             if busy is not None:
@@ -295,13 +318,7 @@ class _Pass:
                 f"stopping VM {vmid}",
                 Event("Normal", "Stopping", f"stopping VM {vmid}"),
             )
-        power = (
-            ObservedPower.PAUSED
-            if current.qmpstatus == "paused"
-            else ObservedPower.RUNNING
-            if current.running
-            else ObservedPower.STOPPED
-        )
+        power = ObservedPower.RUNNING if current.running else ObservedPower.STOPPED
         self.result.status.update(
             {
                 "node": node,
