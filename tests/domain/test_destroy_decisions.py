@@ -273,7 +273,7 @@ def test_running_stop_task_is_awaited_not_repeated_after_a_restart() -> None:
 
 def test_failed_stop_task_is_retried_and_reported() -> None:
     record = with_task(decide(ctx(), running(), None).record)
-    failed = TaskObservation(TaskState.FAILED, "VM is locked (backup)")
+    failed = TaskObservation(TaskState.FAILED, "VM is locked (backup)", failed_on_lock=True)
     decision = decide(ctx(record=record, seconds=1), running(), failed)
     assert isinstance(decision.action, Wait)
     assert decision.action.stalled is StallReason.VM_LOCKED
@@ -320,3 +320,20 @@ def test_failed_call_keeps_the_step_and_retries_later() -> None:
     assert decide(ctx(record=failed.record, seconds=5), VMAbsent(), None).action == Release(
         Outcome.DELETED
     )
+
+
+def test_shutdown_failing_on_a_lock_waits_for_the_lock_instead_of_forcing_a_stop() -> None:
+    the_spec = spec(mode="Shutdown", shutdownTimeoutSeconds=300)
+    record = with_task(decide(ctx(the_spec), running(), None).record)
+    failed = TaskObservation(TaskState.FAILED, "VM is locked (backup)", failed_on_lock=True)
+    decision = decide(ctx(the_spec, record=record, seconds=5), running(), failed)
+    assert isinstance(decision.action, Wait)
+    assert decision.action.stalled is StallReason.VM_LOCKED
+    assert not decision.fallback
+
+
+def test_a_configured_graceful_wait_is_not_reported_as_taking_too_long() -> None:
+    the_spec = spec(mode="Shutdown", shutdownTimeoutSeconds=3600)
+    record = with_task(decide(ctx(the_spec), running(), None).record)
+    decision = decide(ctx(the_spec, record=record, seconds=1800), running(), RUNNING)
+    assert decision.action == Wait(15.0, None)

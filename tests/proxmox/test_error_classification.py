@@ -55,7 +55,7 @@ def pve_error(code: int, message: str, errors: object = None) -> ResourceExcepti
         ("hostname lookup 'pve9' failed - failed to get address info", ErrorKind.UNREACHABLE),
         (
             "unable to remove VM 100 - used in HA resources and purge parameter not set.",
-            ErrorKind.UNREACHABLE,
+            ErrorKind.CONFLICT,
         ),
     ],
 )

@@ -53,7 +53,10 @@ class ClientPool:
                 ) from None
             if entry is not None:
                 entry.client.close()
-            client = ProxmoxClient(settings, observer=self._observer)
+            # A hung Proxmox must not hold a destroy pass for long: fail the call, retry later.
+            client = ProxmoxClient(
+                settings, observer=self._observer, connect_timeout=5.0, read_timeout=20.0
+            )
             self._clients[key] = _Entry(secret.resource_version, client)
             return client
 

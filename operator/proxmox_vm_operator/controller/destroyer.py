@@ -31,6 +31,7 @@ from ..domain.destroy import (
     backoff,
     call_failed,
     decide,
+    start_record,
 )
 from ..domain.model import DestroyPolicy, DestroyStatus, ProxmoxVMSpec
 from ..domain.vmconfig import without_ownership_tag
@@ -182,9 +183,12 @@ class Destroyer:
         if isinstance(action, RemoveOwnershipTag):
             return await self._remove_tag(ctx, decision, client, action)
         node_key = f"{client.settings.endpoint}/{action.node}"
+        if ctx.record is not None and ctx.record.task_upid is not None:
+            # This call supersedes the recorded task (a forced stop kills the shutdown).
+            self.budget.finished(ctx.record.task_upid)
         if not self.budget.has_room(node_key):
             return DestroyPass(
-                ctx.record,
+                ctx.record or start_record(ctx),
                 retry_after=2.0,
                 message=f"waiting: {self.budget.per_node} Proxmox tasks already in flight "
                 f"on node {action.node}",

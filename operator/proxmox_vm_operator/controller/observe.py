@@ -10,7 +10,7 @@ from ..domain.destroy import (
     VMPresent,
     VMUnreachable,
 )
-from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError
+from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, match_message
 
 
 async def observe_vm(client: ProxmoxClient, vmid: int) -> VMObservation:
@@ -49,4 +49,7 @@ async def observe_task(client: ProxmoxClient, upid: str) -> TaskObservation:
         return TaskObservation(TaskState.RUNNING)
     if task.ok:
         return TaskObservation(TaskState.SUCCEEDED, task.exitstatus or "OK")
-    return TaskObservation(TaskState.FAILED, task.exitstatus or "unexpected status")
+    exitstatus = task.exitstatus or "unexpected status"
+    matched = match_message(exitstatus)
+    locked = matched is not None and matched[0] is ErrorKind.LOCKED
+    return TaskObservation(TaskState.FAILED, exitstatus, failed_on_lock=locked)

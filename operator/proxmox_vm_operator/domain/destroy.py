@@ -93,6 +93,7 @@ class TaskState(StrEnum):
 class TaskObservation:
     state: TaskState
     exitstatus: str = ""
+    failed_on_lock: bool = False  # the task failed on a config lock or the VM's lock file
 
 
 # ---------------------------------------------------------------------- actions
@@ -251,7 +252,9 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
         if followed is not None:
             return followed
         after = DestroyStep.VERIFYING_ABSENCE if record.step is DestroyStep.DELETING_VM else None
-        record = record.model_copy(update={"task_upid": None, "step": after or record.step})
+        record = record.model_copy(
+            update={"task_upid": None, "step": after or record.step, "task_succeeded": True}
+        )
 
     # 6. Protection and locks: wait and report; never skiplock.
     if vm.protected:
@@ -329,7 +332,13 @@ def _step(record: DestroyStatus, step: DestroyStep) -> DestroyStatus:
     """Move to ``step``; a new step starts its attempt count afresh."""
     attempts = record.attempts + 1 if step is record.step else 1
     return record.model_copy(
-        update={"step": step, "attempts": attempts, "last_error": "", "task_upid": None}
+        update={
+            "step": step,
+            "attempts": attempts,
+            "last_error": "",
+            "task_upid": None,
+            "task_succeeded": False,
+        }
     )
 
 
@@ -355,7 +364,11 @@ def _progress(
     if step is not record.step:
         record = record.model_copy(update={"step": step})
     elapsed = _elapsed(ctx, record)
-    stalled = StallReason.TAKING_TOO_LONG if elapsed >= ctx.stall_after else None
+    # A graceful wait the user configured is not a stall: count from its deadline.
+    expected = 0.0
+    if record.shutdown_deadline is not None:
+        expected = (_parse(record.shutdown_deadline) - _parse(record.started_at)).total_seconds()
+    stalled = StallReason.TAKING_TOO_LONG if elapsed - expected >= ctx.stall_after else None
     seconds = POLL_TASK
     if record.shutdown_deadline is not None and step is DestroyStep.WAITING_FOR_SHUTDOWN:
         # A graceful wait may be long: look less often as it goes on, but never sleep past
@@ -384,14 +397,15 @@ def _follow_task(
             return _forced_stop(ctx, record, vm, requested=True)
         return _progress(ctx, record, record.step, f"waiting for task {record.task_upid}")
     if task.state is TaskState.FAILED:
-        if shutting_down:
-            # The graceful attempt is over, however it ended: force the stop now.
+        if shutting_down and not task.failed_on_lock:
+            # The graceful attempt is over (timed out or failed): force the stop now.
             return _forced_stop(ctx, record, vm)
-        locked = "lock" in task.exitstatus
-        reason = StallReason.VM_LOCKED if locked else StallReason.TASK_FAILED
+        # A lock is never forced through: wait for it, then retry this step.
+        reason = StallReason.VM_LOCKED if task.failed_on_lock else StallReason.TASK_FAILED
         failed = record.model_copy(
             update={
                 "task_upid": None,
+                "task_succeeded": False,
                 "attempts": record.attempts + 1,
                 "last_error": f"task failed: {task.exitstatus}"[:4096],
             }
@@ -424,8 +438,8 @@ POWER_STEPS = (DestroyStep.STOPPING, DestroyStep.FORCING_STOP, DestroyStep.WAITI
 
 
 def _power_off(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Decision:
-    # A power-off of this step already ended OK (no error since): the VM is on its way down.
-    requested = record.step in POWER_STEPS and record.attempts > 0 and not record.last_error
+    # A power-off task of this step already ended OK: the VM is on its way down.
+    requested = record.step in POWER_STEPS and record.task_succeeded
     graceful = record.mode is DestroyMode.SHUTDOWN and record.step is not DestroyStep.FORCING_STOP
     if vm.ha_managed:
         # HA acts on its own schedule and its LRM always ends with the VM off: poll.

@@ -270,6 +270,11 @@ class DestroyStatus(_Model):
         alias="shutdownDeadline",
         description="Shutdown mode: startedAt + shutdownTimeoutSeconds; then a forced stop.",
     )
+    task_succeeded: bool = Field(
+        default=False,
+        alias="taskSucceeded",
+        description="The last task of this step ended OK (e.g. HA accepted the stop).",
+    )
     fallback_used: bool = Field(default=False, alias="fallbackUsed")
     attempts: int = Field(default=0, ge=0, description="Proxmox calls made by this destroy.")
     last_error: str = Field(default="", alias="lastError", max_length=4096)

@@ -153,7 +153,7 @@ _MESSAGE_RULES: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = (
         ErrorKind.CONFLICT,
         re.compile(
             r"is running - destroy failed|checksum mismatch|already exists|VM is paused"
-            r"|not running|already running"
+            r"|not running|already running|used in HA resources and purge parameter not set"
         ),
     ),
 )
