@@ -166,6 +166,10 @@ class KubeAPIEmulator(kmock.KubernetesScaffold):
 
     bookmark_interval: float = 30.0  # seconds between BOOKMARKs on watches that allow them
     event_log_size: int = 10_000  # watching from before the oldest kept event gets 410 Expired
+    # kmock keeps every request for assertions and scans that log on each new request, so a
+    # long-lived emulator (the demo, the e2e process) slows down; keep only the newest ones.
+    # None keeps them all, for tests that assert on kmock's request views.
+    request_log_size: int | None = None
 
     _objects: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
     _storage_of: dict[kmock.resource, kmock.resource] = attrs.field(factory=dict, init=False)
@@ -184,6 +188,20 @@ class KubeAPIEmulator(kmock.KubernetesScaffold):
         self.fallback["get", re.compile(r"/openapi/v3(/.*)?")] << self._serve_openapi
         for name in (*PROTECTED_NAMESPACES, "kube-node-lease"):
             self._create(self._served(NAMESPACES), None, {"metadata": {"name": name}})
+
+    async def __call__(self, raw_request: Any) -> Any:
+        try:
+            return await super().__call__(raw_request)
+        finally:
+            self._forget_old_requests()
+
+    def _forget_old_requests(self) -> None:
+        keep = self.request_log_size
+        if keep is None:
+            return
+        for log in (self._requests, *(p._requests for p in self._payloads)):
+            if len(log) > keep:
+                del log[: len(log) - keep]
 
     # Python access, with the same rules as HTTP: for seeding and assertions --------------------
 

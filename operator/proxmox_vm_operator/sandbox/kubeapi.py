@@ -51,7 +51,8 @@ async def serve(
 ) -> AsyncIterator[tuple[KubeAPIEmulator, str]]:
     """Serve a new emulator over HTTP from the current loop; yields the emulator and its URL.
 
-    `options` go to `KubeAPIEmulator`: `bookmark_interval`, `event_log_size`.
+    `options` go to `KubeAPIEmulator`: `bookmark_interval`, `event_log_size`,
+    `request_log_size`.
     """
     emulator = KubeAPIEmulator(**options)
     async with emulator:
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
-        options = {"bookmark_interval": args.bookmark_interval}
+        options = {"bookmark_interval": args.bookmark_interval, "request_log_size": 200}
         async with serve(args.host, args.port, **options) as (_, url):
             if args.kubeconfig:
                 write_kubeconfig(args.kubeconfig, url, args.namespace)
