@@ -56,7 +56,6 @@ def _run(args: argparse.Namespace) -> int:
     from .controller.connections import ClientPool
     from .controller.destroyer import Destroyer
     from .controller.reconciler import Reconciler
-    from .domain.model import FINALIZER, GROUP
 
     if args.namespace and args.all_namespaces:
         print("use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
@@ -65,14 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").addFilter(handlers.ProgressLogFilter())
     kube.configure()
 
-    settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = FINALIZER
-    # Progress and the diff base live in annotations: the status schema is strict, so an API
-    # server would prune kopf's default status.kopf field.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.watching.server_timeout = 300
-    settings.peering.standalone = args.standalone
+    settings = handlers.operator_settings(standalone=args.standalone)
 
     pool = ClientPool(observer=metrics.observe_api_call)
     budget = TaskBudget(args.max_tasks_per_node)  # shared: one limit per node for all work

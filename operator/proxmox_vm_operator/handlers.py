@@ -22,7 +22,7 @@ from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest
 from .controller.reconciler import Reconciler, ReconcileRequest
 from .domain.conditions import DELETING, DELETING_REASONS, DELETION_STALLED, set_condition
 from .domain.destroy import Event, Outcome
-from .domain.model import GROUP, PLURAL, VERSION, DestroyStatus, Phase
+from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase
 
 DRIFT_CHECK_SECONDS = 60.0
 # kopf logs every TemporaryError as an error; a pass that is merely not finished yet says
@@ -51,6 +51,18 @@ class Runtime:
     reconciler: Reconciler
     destroyer: Destroyer
     tracker: metrics.DestroyTracker
+
+
+def operator_settings(*, standalone: bool) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    # Progress and the diff base live in annotations: the status schema is strict, so an API
+    # server would prune kopf's default status.kopf field and kopf would lose its progress.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.watching.server_timeout = 300
+    settings.peering.standalone = standalone
+    return settings
 
 
 def _now() -> datetime.datetime:
