@@ -8,7 +8,7 @@ import pytest
 
 from proxmox_vm_operator.simulator.server import Simulator
 
-from .driver import Driver, FakeSecrets, Operator, new_simulator
+from .driver import Driver, FakeSecrets, Operator, fake_secrets, new_simulator
 
 MakeDriver = Callable[..., Driver]
 
@@ -24,7 +24,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def secrets(sim: Simulator) -> FakeSecrets:
-    return FakeSecrets(sim)
+    return fake_secrets(sim)
 
 
 @pytest.fixture

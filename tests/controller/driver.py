@@ -39,9 +39,10 @@ from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass, DestroyRequest
 from proxmox_vm_operator.domain.destroy import Event, Outcome, StallReason
 from proxmox_vm_operator.domain.model import FINALIZER
-from proxmox_vm_operator.kube import SecretData, SecretUnavailable
 from proxmox_vm_operator.simulator.api import RecordedRequest
 from proxmox_vm_operator.simulator.server import Simulator
+
+from ..fake_secrets import FakeSecrets
 
 T0 = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 FROZEN = 1e-9  # simulator time scale: its clock moves only with sim.advance
@@ -65,32 +66,10 @@ def new_simulator(**kwargs: Any) -> Simulator:
     return Simulator(**{**options, **kwargs}).start()
 
 
-class FakeSecrets:
-    """The credentials Secret as the operator reads it; a change bumps its resourceVersion."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.data: dict[str, str] | None = {
-            "endpoint": sim.endpoint,
-            "tokenId": TOKEN_ID,
-            "tokenSecret": TOKEN_SECRET,
-            "caCert": sim.ca_file.read_text(),
-        }
-        self.version = 1
-        self.reads = 0
-
-    def update(self, **changes: str) -> None:
-        self.data = {**(self.data or {}), **changes}
-        self.version += 1
-
-    def delete(self) -> None:
-        self.data = None
-        self.version += 1
-
-    async def __call__(self, namespace: str, name: str) -> SecretData:
-        self.reads += 1
-        if self.data is None or (namespace, name) != (NAMESPACE, SECRET_NAME):
-            raise SecretUnavailable(f"Secret {namespace}/{name} not found")
-        return SecretData(str(self.version), dict(self.data))
+def fake_secrets(sim: Simulator) -> FakeSecrets:
+    return FakeSecrets(
+        sim, token_id=TOKEN_ID, token_secret=TOKEN_SECRET, namespace=NAMESPACE, name=SECRET_NAME
+    )
 
 
 class Operator:

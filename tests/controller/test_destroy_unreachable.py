@@ -186,7 +186,7 @@ async def test_a_missing_secret_keeps_the_finalizer(
     driver = make_driver(stall_after=STALL_AFTER)
     sim.add_vm(VMID, tags=[ownership_tag()], running=True)
     saved = dict(secrets.data or {})
-    secrets.delete()
+    secrets.remove()
     destroy = driver.add(proxmox_vm(VMID))
 
     await run_until(driver, lambda d: bool(d.passes) and d.passes[-1].at >= STALL_AFTER)

@@ -12,7 +12,7 @@ from proxmox_vm_operator.controller.reconciler import Reconciler
 from proxmox_vm_operator.proxmox import ConnectionSettings, ProxmoxClient
 from proxmox_vm_operator.simulator import Simulator
 
-from .driver import TOKEN_ID, TOKEN_SECRET, Driver, FakeSecrets, base_spec, pool_for
+from .driver import TOKEN_ID, TOKEN_SECRET, Driver, FakeSecrets, base_spec, fake_secrets, pool_for
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture
 def secrets(sim: Simulator) -> FakeSecrets:
-    return FakeSecrets(sim)
+    return fake_secrets(sim)
 
 
 @pytest.fixture

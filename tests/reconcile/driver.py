@@ -24,9 +24,10 @@ from proxmox_vm_operator.controller.reconciler import (
     ReconcileRequest,
 )
 from proxmox_vm_operator.domain.destroy import Event
-from proxmox_vm_operator.kube import SecretData, SecretUnavailable
 from proxmox_vm_operator.simulator import Simulator
 from proxmox_vm_operator.simulator.api import RecordedRequest
+
+from ..fake_secrets import FakeSecrets
 
 TOKEN_ID = "root@pam!op"
 TOKEN_SECRET = "reconcile-test-secret"  # a credential of the throw-away simulator only
@@ -67,32 +68,10 @@ def is_write(request: RecordedRequest) -> bool:
     return request.method in WRITE_METHODS
 
 
-class FakeSecrets:
-    """The Secret reader the ClientPool calls: the simulator's endpoint, token and CA."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.data: dict[str, str] | None = {
-            "endpoint": sim.endpoint,
-            "tokenId": TOKEN_ID,
-            "tokenSecret": TOKEN_SECRET,
-            "caCert": sim.ca_file.read_text(),
-        }
-        self.resource_version = 1
-        self.reads = 0
-
-    def remove(self) -> None:
-        self.data = None
-        self.resource_version += 1
-
-    def restore(self, data: dict[str, str]) -> None:
-        self.data = dict(data)
-        self.resource_version += 1
-
-    async def __call__(self, namespace: str, name: str) -> SecretData:
-        self.reads += 1
-        if self.data is None or (namespace, name) != (NAMESPACE, SECRET_NAME):
-            raise SecretUnavailable(f"Secret {namespace}/{name} not found")
-        return SecretData(str(self.resource_version), dict(self.data))
+def fake_secrets(sim: Simulator) -> FakeSecrets:
+    return FakeSecrets(
+        sim, token_id=TOKEN_ID, token_secret=TOKEN_SECRET, namespace=NAMESPACE, name=SECRET_NAME
+    )
 
 
 def pool_for(secrets: FakeSecrets) -> ClientPool:
