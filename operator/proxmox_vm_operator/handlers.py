@@ -18,10 +18,10 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest
+from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest, spec_for_destroy
 from .controller.reconciler import Reconciler, ReconcileRequest
 from .domain.conditions import DELETING, DELETING_REASONS, DELETION_STALLED, set_condition
-from .domain.destroy import Event, Outcome
+from .domain.destroy import Event, Outcome, effective_mode
 from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase
 
 DRIFT_CHECK_SECONDS = 60.0
@@ -191,13 +191,24 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
     raise kopf.TemporaryError(message, delay=result.retry_after)
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def forget_deleted(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any) -> None:
+    """An object gone by any route (a finalizer removed by hand, too) has no destroy in flight."""
+    if event.get("type") == "DELETED":
+        runtime: Runtime = memo.runtime
+        runtime.tracker.finish(str(body.metadata.namespace), str(body.metadata.name))
+
+
 def _finished(
     body: kopf.Body, runtime: Runtime, record: DestroyStatus | None, outcome: Outcome
 ) -> None:
     meta = body.metadata
     runtime.tracker.finish(str(meta.namespace), str(meta.name))
     deleted_at = meta.get("deletionTimestamp")
-    mode = record.mode.value if record is not None else "None"
+    if record is not None:
+        mode = record.mode.value
+    else:
+        mode = effective_mode(spec_for_destroy(body.spec), meta.annotations).value
     if deleted_at:
         since = datetime.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=datetime.UTC

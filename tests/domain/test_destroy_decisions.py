@@ -337,3 +337,32 @@ def test_a_configured_graceful_wait_is_not_reported_as_taking_too_long() -> None
     record = with_task(decide(ctx(the_spec), running(), None).record)
     decision = decide(ctx(the_spec, record=record, seconds=1800), running(), RUNNING)
     assert decision.action == Wait(15.0, None)
+
+
+def test_vm_still_being_created_by_this_object_is_waited_for_not_released() -> None:
+    being_created = stopped(tags=frozenset(), lock="create")
+    provisioning = DestroyContext(
+        now=T0,
+        uid=UID,
+        spec=spec(),
+        annotations={},
+        vmid=120,
+        record=None,
+        stall_after=600,
+        provisioned_by_us=True,
+    )
+    decision = decide(provisioning, being_created, None)
+    assert isinstance(decision.action, Wait)
+    assert decision.action.stalled is StallReason.VM_LOCKED
+    finished_clone = stopped(tags=frozenset({"template-tag"}))
+    later = DestroyContext(
+        now=T0,
+        uid=UID,
+        spec=spec(),
+        annotations={},
+        vmid=120,
+        record=decision.record,
+        stall_after=600,
+        provisioned_by_us=True,
+    )
+    assert isinstance(decide(later, finished_clone, None).action, DeleteVM)

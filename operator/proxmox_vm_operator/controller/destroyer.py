@@ -125,6 +125,7 @@ class Destroyer:
     async def run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
         spec = spec_for_destroy(request.spec)
         vmid = request.status.get("vmid")
+        provisioning = request.status.get("task") or {}
         ctx = DestroyContext(
             now=now,
             uid=request.uid,
@@ -133,6 +134,7 @@ class Destroyer:
             vmid=int(vmid) if vmid is not None else None,
             record=_record(request.status),
             stall_after=self.stall_after,
+            provisioned_by_us=provisioning.get("action") in ("create", "clone"),
         )
         # Decide first without Proxmox: force-release and never-created need no lookup.
         early = decide(ctx, None, None)

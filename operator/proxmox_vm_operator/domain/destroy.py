@@ -170,6 +170,9 @@ class DestroyContext:
     vmid: int | None  # the VM this object created or adopted; None if it never had one
     record: DestroyStatus | None
     stall_after: float = 600.0
+    # The object's own create or clone task for this VMID was recorded: the VM is ours even
+    # before it carries the tag (a clone gets it only after its task; a create is locked).
+    provisioned_by_us: bool = False
 
 
 def effective_mode(spec: ProxmoxVMSpec, annotations: Mapping[str, str]) -> DestroyMode:
@@ -237,7 +240,8 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
         return Decision(Release(Outcome.DELETED if done else Outcome.ALREADY_ABSENT), record)
 
     # 5. Not ours: never touch it.
-    if ownership_tag(ctx.uid) not in vm.tags and not ctx.spec.adopt:
+    owned = ownership_tag(ctx.uid) in vm.tags or ctx.spec.adopt or ctx.provisioned_by_us
+    if not owned:
         warning = Event(
             "Warning",
             "NotOwned",
