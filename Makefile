@@ -19,6 +19,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Most end-to-end time is spent waiting on processes, so a few workers share 2 cores well.
+PYTEST_ARGS ?= -n 4 --dist loadfile
+
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -77,8 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     host = f"[{args.bind_address}]" if ":" in args.bind_address else args.bind_address
     try:
         kopf.run(
+            registry=handlers.registry,
             settings=settings,
             standalone=args.standalone,
+            priority=args.priority if args.priority is not None else secrets.randbelow(10**6) + 1,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=f"http://{host}:{args.liveness_port}/healthz",
@@ -140,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--standalone",
         action="store_true",
         help="run without kopf peering (only one operator replica may run then)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority; the highest-priority replica works, the others stand by. "
+        "Default: a random value, so replicas of one Deployment never tie (kopf pauses all "
+        "operators that see a peer of equal priority)",
     )
     run.add_argument("--log-format", choices=("plain", "full", "json"), default="full")
     run.add_argument("-v", "--verbose", action="store_true")

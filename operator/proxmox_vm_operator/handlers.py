@@ -25,6 +25,15 @@ from .domain.destroy import Event, Outcome, effective_mode
 from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase
 
 DRIFT_CHECK_SECONDS = 60.0
+# The operator's own registry: kopf's default one is process-global and replaceable.
+registry = kopf.OperatorRegistry()
+
+
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The service account in a pod, the kubeconfig elsewhere (kopf's own client login)."""
+    info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+    return info
 # kopf logs every TemporaryError as an error; a pass that is merely not finished yet says
 # so with this prefix, and ProgressLogFilter logs it at INFO (or WARNING while stalled).
 IN_PROGRESS = "in progress: "
@@ -83,7 +92,7 @@ def _merge_status(patch: kopf.Patch, values: Mapping[str, Any]) -> None:
 
 
 async def _reconcile(
-    body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, *, raise_to_retry: bool
+    body: kopf.Body, patch: kopf.Patch, memo: Any, *, raise_to_retry: bool
 ) -> None:
     runtime: Runtime = memo.runtime
     meta = body.metadata
@@ -95,28 +104,35 @@ async def _reconcile(
         spec=dict(body.spec),
         status=dict(body.status),
     )
-    result = await runtime.reconciler.run_pass(request, _now(), attempt=retry)
+    result = await runtime.reconciler.run_pass(request, _now())
     _merge_status(patch, result.status)
     _post(body, result.events)
     if result.retry_after is not None and raise_to_retry:
         raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, **_: Any) -> None:
+@kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+@kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+@kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, retry, raise_to_retry=True)
+    await _reconcile(body, patch, memo, raise_to_retry=True)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_CHECK_SECONDS, idle=DRIFT_CHECK_SECONDS / 2)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    interval=DRIFT_CHECK_SECONDS,
+    idle=DRIFT_CHECK_SECONDS / 2,
+    registry=registry,
+)
 async def check_drift(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     """A periodic pass, for changes made in Proxmox behind the operator's back."""
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, 0, raise_to_retry=False)
+    await _reconcile(body, patch, memo, raise_to_retry=False)
 
 
 # -------------------------------------------------------------------------------- destroy
@@ -165,7 +181,7 @@ def _report_destroy(
         )
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
 async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     meta = body.metadata
@@ -191,7 +207,7 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
     raise kopf.TemporaryError(message, delay=result.retry_after)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
 def forget_deleted(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any) -> None:
     """An object gone by any route (a finalizer removed by hand, too) has no destroy in flight."""
     if event.get("type") == "DELETED":

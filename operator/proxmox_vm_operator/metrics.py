@@ -48,6 +48,10 @@ task_duration = Histogram(
 )
 
 
+def observe_task(task_type: str, ok: bool, seconds: float) -> None:
+    task_duration.labels(task_type, "ok" if ok else "failed").observe(max(0.0, seconds))
+
+
 def observe_api_call(call: ApiCall) -> None:
     code = str(call.status_code) if call.status_code is not None else "error"
     api_request_duration.labels(call.method, call.endpoint, code).observe(call.duration_seconds)

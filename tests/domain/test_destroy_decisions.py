@@ -366,3 +366,10 @@ def test_vm_still_being_created_by_this_object_is_waited_for_not_released() -> N
         provisioned_by_us=True,
     )
     assert isinstance(decide(later, finished_clone, None).action, DeleteVM)
+
+
+def test_adopt_never_lets_a_destroy_take_a_vm_another_object_owns() -> None:
+    adopter = spec(spec={"adopt": True})
+    owned_elsewhere = running(tags=frozenset({"vmop-another-object"}))
+    decision = decide(ctx(adopter), owned_elsewhere, None)
+    assert decision.action == Release(Outcome.NOT_OWNED)

@@ -16,7 +16,7 @@ from proxmox_vm_operator.domain.model import FINALIZER
 
 
 def _our_handlers() -> list[object]:
-    registry = kopf.get_default_registry()
+    registry = handlers.registry
     return [
         *registry._changing.get_all_handlers(),
         *registry._spawning.get_all_handlers(),

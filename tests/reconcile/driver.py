@@ -125,7 +125,7 @@ class Driver:
             status=copy.deepcopy(self.status),
         )
         now = self.now
-        result = await self.reconciler.run_pass(request, now, attempt=self.attempt)
+        result = await self.reconciler.run_pass(request, now)
         merge_patch(self.status, result.status)
         self.events.extend(result.events)
         self.attempt = 0 if result.retry_after is None else self.attempt + 1

@@ -188,7 +188,8 @@ class Destroyer:
         if ctx.record is not None and ctx.record.task_upid is not None:
             # This call supersedes the recorded task (a forced stop kills the shutdown).
             self.budget.finished(ctx.record.task_upid)
-        if not self.budget.has_room(node_key):
+        reservation = self.budget.reserve(node_key)
+        if reservation is None:
             return DestroyPass(
                 ctx.record or start_record(ctx),
                 retry_after=2.0,
@@ -198,6 +199,7 @@ class Destroyer:
         try:
             upid = await self._call(client, ctx.vmid, action)
         except ProxmoxError as exc:
+            self.budget.finished(reservation)
             failed = call_failed(ctx, decision, _stall_reason(exc), exc.message)
             wait = failed.action
             assert isinstance(wait, Wait)
@@ -207,7 +209,7 @@ class Destroyer:
                 stalled=wait.stalled,
                 message=failed.message,
             )
-        self.budget.started(node_key, upid)
+        self.budget.started(reservation, upid)
         assert decision.record is not None
         return DestroyPass(
             decision.record.model_copy(update={"task_upid": upid}),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from .. import metrics
 from ..domain.destroy import (
     TaskObservation,
     TaskState,
@@ -10,7 +13,7 @@ from ..domain.destroy import (
     VMPresent,
     VMUnreachable,
 )
-from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, match_message
+from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, match_message, parse_upid
 
 
 async def observe_vm(client: ProxmoxClient, vmid: int) -> VMObservation:
@@ -36,6 +39,15 @@ async def observe_vm(client: ProxmoxClient, vmid: int) -> VMObservation:
     )
 
 
+def _record_duration(upid: str, ok: bool) -> None:
+    """proxmox_task_duration_seconds: from the start in the UPID to when we saw it end."""
+    try:
+        started = parse_upid(upid)
+    except ValueError:
+        return
+    metrics.observe_task(started.type, ok, time.time() - started.starttime)
+
+
 async def observe_task(client: ProxmoxClient, upid: str) -> TaskObservation:
     try:
         task = await client.task_status(upid)
@@ -47,6 +59,7 @@ async def observe_task(client: ProxmoxClient, upid: str) -> TaskObservation:
         return TaskObservation(TaskState.UNKNOWN, exc.message)
     if task.running:
         return TaskObservation(TaskState.RUNNING)
+    _record_duration(upid, task.ok)
     if task.ok:
         return TaskObservation(TaskState.SUCCEEDED, task.exitstatus or "OK")
     exitstatus = task.exitstatus or "unexpected status"

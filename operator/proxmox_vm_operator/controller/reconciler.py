@@ -12,7 +12,7 @@ tag is never touched unless ``spec.adopt`` says so.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,6 @@ from .connections import ClientPool, ConnectionUnavailable
 from .observe import observe_task
 
 AFTER_CALL = 1.0
-NOT_OWNED_RECHECK = 60.0
 POWER_OFF_TIMEOUT = 60
 
 
@@ -61,11 +60,10 @@ class Reconciler:
     def __init__(self, pool: ClientPool, budget: TaskBudget | None = None) -> None:
         self.pool = pool
         self.budget = budget or TaskBudget(per_node=4)
+        # Passes that failed in a row, per object uid: the backoff of the next retry.
+        self._failures: dict[str, int] = {}
 
-    async def run_pass(
-        self, request: ReconcileRequest, now: datetime.datetime, *, attempt: int = 0
-    ) -> ReconcilePass:
-        """``attempt`` counts the passes that failed in a row; it sets the backoff."""
+    async def run_pass(self, request: ReconcileRequest, now: datetime.datetime) -> ReconcilePass:
         step = _Pass(request, now, self.budget)
         try:
             spec = ProxmoxVMSpec.model_validate(request.spec)
@@ -81,8 +79,10 @@ class Reconciler:
         except ConnectionUnavailable as exc:
             return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0)
         try:
-            return await step.run(spec, client)
+            result = await step.run(spec, client)
         except ProxmoxError as exc:
+            attempt = self._failures.get(request.uid, 0)
+            self._failures[request.uid] = attempt + 1
             reason = (
                 "ProxmoxUnreachable"
                 if exc.kind in (ErrorKind.UNREACHABLE, ErrorKind.UNAUTHORIZED)
@@ -90,6 +90,8 @@ class Reconciler:
             )
             status = "Unknown" if exc.kind is ErrorKind.UNREACHABLE else "False"
             return step.not_ready(reason, exc.message, retry=backoff(attempt + 1), status=status)
+        self._failures.pop(request.uid, None)
+        return result
 
 
 class _Pass:
@@ -101,17 +103,30 @@ class _Pass:
         self.budget = budget
         self.result = ReconcilePass()
 
-    def _no_room(self, client: ProxmoxClient, node: str) -> ReconcilePass | None:
-        """--max-tasks-per-node: wait rather than pile more tasks onto a busy node."""
-        if self.budget.has_room(f"{client.settings.endpoint}/{node}"):
-            return None
+    async def _start_task(
+        self,
+        client: ProxmoxClient,
+        node: str,
+        action: str,
+        call: Callable[[], Awaitable[object]],
+    ) -> bool:
+        """Start a task within --max-tasks-per-node and record it; False if the node is full."""
+        reservation = self.budget.reserve(f"{client.settings.endpoint}/{node}")
+        if reservation is None:
+            return False
+        try:
+            upid = str(await call())
+        except BaseException:
+            self.budget.finished(reservation)
+            raise
+        self.budget.started(reservation, upid)
+        self.result.status["task"] = {"upid": upid, "action": action}
+        return True
+
+    def _node_busy(self, node: str) -> ReconcilePass:
         return self._progress(
             "Waiting", f"{self.budget.per_node} Proxmox tasks already in flight on {node}"
         )
-
-    def _task_started(self, client: ProxmoxClient, node: str, upid: object, action: str) -> None:
-        self.budget.started(f"{client.settings.endpoint}/{node}", str(upid))
-        self.result.status["task"] = {"upid": str(upid), "action": action}
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -137,8 +152,10 @@ class _Pass:
         return self.result
 
     def not_ready(
-        self, reason: str, message: str, *, retry: float, status: str = "False"
+        self, reason: str, message: str, *, retry: float | None, status: str = "False"
     ) -> ReconcilePass:
+        """Not ready. ``retry=None`` finishes the handler: a spec change or the drift timer
+        looks again (a kopf retry delay would also hold back the user's fix)."""
         self._ready(status, reason, message)
         self.result.retry_after = retry
         return self.result
@@ -182,7 +199,7 @@ class _Pass:
                     "NotOwned",
                     f"VM {vmid} on {found.node} belongs to another object ({', '.join(claimed)}); "
                     "it is left untouched",
-                    retry=NOT_OWNED_RECHECK,
+                    retry=None,
                 )
             if not spec.adopt:
                 return self.not_ready(
@@ -190,7 +207,7 @@ class _Pass:
                     f"VM {vmid} on {found.node} exists and lacks this object's ownership tag "
                     f"{ownership_tag(self.request.uid)}; it is left untouched. Set "
                     "spec.adopt: true to take it over.",
-                    retry=NOT_OWNED_RECHECK,
+                    retry=None,
                 )
             return await self._adopt(client, found)
         if found.lock:
@@ -236,9 +253,6 @@ class _Pass:
         return desired_config(spec, self.request.name, self.request.uid)
 
     async def _create(self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int) -> ReconcilePass:
-        busy = self._no_room(client, spec.node)
-        if busy is not None:
-            return busy
         clone = spec.source.clone_from if spec.source else None
         if clone is not None:
             source_node = clone.node
@@ -249,20 +263,29 @@ class _Pass:
                         "SourceNotFound", f"clone source VM {clone.vmid} does not exist", retry=30.0
                     )
                 source_node = source.node
-            upid = await client.clone_vm(
+            started = await self._start_task(
+                client,
                 source_node,
-                clone.vmid,
-                vmid,
-                name=spec.name or self.request.name,
-                full=clone.full,
-                storage=clone.storage if clone.full else None,
-                target=spec.node if spec.node != source_node else None,
+                "clone",
+                lambda: client.clone_vm(
+                    source_node,
+                    clone.vmid,
+                    vmid,
+                    name=spec.name or self.request.name,
+                    full=clone.full,
+                    storage=clone.storage if clone.full else None,
+                    target=spec.node if spec.node != source_node else None,
+                ),
             )
-            action, message = "clone", f"cloning VM {clone.vmid} to {vmid} on {spec.node}"
+            message = f"cloning VM {clone.vmid} to {vmid} on {spec.node}"
         else:
-            upid = await client.create_vm(spec.node, vmid, self._desired(spec))
-            action, message = "create", f"creating VM {vmid} on {spec.node}"
-        self._task_started(client, spec.node, upid, action)
+            desired = self._desired(spec)
+            started = await self._start_task(
+                client, spec.node, "create", lambda: client.create_vm(spec.node, vmid, desired)
+            )
+            message = f"creating VM {vmid} on {spec.node}"
+        if not started:
+            return self._node_busy(spec.node)
         self.result.status["phase"] = Phase.PROVISIONING.value
         return self._progress("Provisioning", message, Event("Normal", "Creating", message))
 
@@ -296,23 +319,26 @@ class _Pass:
             return self.not_ready(
                 "VMPaused",
                 f"VM {vmid} is paused; resume it in Proxmox or set spec.powerState",
-                retry=NOT_OWNED_RECHECK,
+                retry=None,
             )
-        if want_running != current.running:
-            busy = self._no_room(client, node)
-            if busy is not None:
-                return busy
         if want_running and not current.running:
-            upid = await client.start_vm(node, vmid)
-            self._task_started(client, node, upid, "start")
+            if not await self._start_task(
+                client, node, "start", lambda: client.start_vm(node, vmid)
+            ):
+                return self._node_busy(node)
             return self._progress(
                 "Starting",
                 f"starting VM {vmid}",
                 Event("Normal", "Starting", f"starting VM {vmid}"),
             )
         if not want_running and current.running:
-            upid = await client.shutdown_vm(node, vmid, timeout=POWER_OFF_TIMEOUT, force_stop=True)
-            self._task_started(client, node, upid, "stop")
+            if not await self._start_task(
+                client,
+                node,
+                "stop",
+                lambda: client.shutdown_vm(node, vmid, timeout=POWER_OFF_TIMEOUT, force_stop=True),
+            ):
+                return self._node_busy(node)
             return self._progress(
                 "Stopping",
                 f"stopping VM {vmid}",

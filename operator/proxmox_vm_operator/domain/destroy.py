@@ -21,6 +21,7 @@ from enum import StrEnum
 from .model import (
     DESTROY_MODE_ANNOTATION,
     FORCE_RELEASE_ANNOTATION,
+    OWNERSHIP_TAG_PREFIX,
     DeletionPolicy,
     DestroyMode,
     DestroyStatus,
@@ -240,7 +241,10 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
         return Decision(Release(Outcome.DELETED if done else Outcome.ALREADY_ABSENT), record)
 
     # 5. Not ours: never touch it.
-    owned = ownership_tag(ctx.uid) in vm.tags or ctx.spec.adopt or ctx.provisioned_by_us
+    ours = ownership_tag(ctx.uid)
+    claimed = any(t.startswith(OWNERSHIP_TAG_PREFIX) and t != ours for t in vm.tags)
+    # adopt covers a VM whose adoption had not finished, never one another object owns.
+    owned = ours in vm.tags or ctx.provisioned_by_us or (ctx.spec.adopt and not claimed)
     if not owned:
         warning = Event(
             "Warning",
