@@ -34,6 +34,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """The service account in a pod, the kubeconfig elsewhere (kopf's own client login)."""
     info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
     return info
+
+
 # kopf logs every TemporaryError as an error; a pass that is merely not finished yet says
 # so with this prefix, and ProgressLogFilter logs it at INFO (or WARNING while stalled).
 IN_PROGRESS = "in progress: "
