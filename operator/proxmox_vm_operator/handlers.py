@@ -1,7 +1,7 @@
 """kopf handlers: translate kopf's events into controller passes, and their results back.
 
 Deliberately thin. Two rules keep the destroy safe (design.md):
-- no handler here has a timeout or a retry limit, and none raises kopf.PermanentError:
+- no handler here has a timeout or a retry limit, and none raises a permanent error:
   kopf releases the finalizer after those, which would leak the VM;
 - a pass that is not finished raises kopf.TemporaryError with the pass's delay, so no worker
   ever waits on Proxmox.
