@@ -22,7 +22,7 @@ from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest, spec_f
 from .controller.reconciler import Reconciler, ReconcileRequest
 from .domain.conditions import DELETING, DELETING_REASONS, DELETION_STALLED, set_condition
 from .domain.destroy import Event, Outcome, effective_mode
-from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase
+from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase, parse_time
 
 DRIFT_CHECK_SECONDS = 60.0
 # The operator's own registry: kopf's default one is process-global and replaceable.
@@ -173,11 +173,11 @@ def _report_destroy(
     if stalled is not None:
         metrics.destroy_errors.labels(stalled.value).inc()
     if record is not None and not result.done:
-        started = datetime.datetime.strptime(record.started_at, "%Y-%m-%dT%H:%M:%SZ")
+        started = parse_time(record.started_at)
         runtime.tracker.update(
             str(meta.namespace),
             str(meta.name),
-            started.replace(tzinfo=datetime.UTC).timestamp(),
+            started.timestamp(),
             record.step.value,
             stalled.value if stalled else None,
         )
@@ -228,9 +228,7 @@ def _finished(
     else:
         mode = effective_mode(spec_for_destroy(body.spec), meta.annotations).value
     if deleted_at:
-        since = datetime.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=datetime.UTC
-        )
+        since = parse_time(deleted_at)
         metrics.destroy_duration.labels(mode, outcome.value).observe(
             max(0.0, (_now() - since).total_seconds())
         )

@@ -25,6 +25,7 @@ from ..domain.destroy import (
     RemoveOwnershipTag,
     StallReason,
     TaskObservation,
+    TaskState,
     VMObservation,
     VMUnreachable,
     Wait,
@@ -156,7 +157,7 @@ class Destroyer:
             vm = await observe_vm(client, ctx.vmid)
             if ctx.record is not None and ctx.record.task_upid is not None:
                 task = await observe_task(client, ctx.record.task_upid)
-                if task.state.value in ("succeeded", "failed"):
+                if task.state in (TaskState.SUCCEEDED, TaskState.FAILED):
                     self.budget.finished(ctx.record.task_upid)
         decision = decide(ctx, vm, task)
         return await self._act(ctx, decision, client)

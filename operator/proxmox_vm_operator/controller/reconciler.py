@@ -19,9 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain.conditions import READY, find, set_condition
-from ..domain.destroy import Event, backoff
+from ..domain.destroy import Event, TaskState, backoff
 from ..domain.model import OWNERSHIP_TAG_PREFIX, ObservedPower, Phase, PowerState, ProxmoxVMSpec
-from ..domain.vmconfig import config_changes, desired_config, ownership_tag, with_ownership_tag
+from ..domain.vmconfig import (
+    config_changes,
+    desired_config,
+    is_disk_key,
+    ownership_tag,
+    with_ownership_tag,
+)
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
 from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
@@ -221,14 +227,14 @@ class _Pass:
     ) -> ReconcilePass | None:
         upid, action = str(task.get("upid")), str(task.get("action"))
         observed = await observe_task(client, upid)
-        if observed.state.value == "running":
+        if observed.state is TaskState.RUNNING:
             return self._progress(_PROGRESS_REASON.get(action, "Provisioning"), f"{action} running")
-        if observed.state.value == "unknown":
+        if observed.state is TaskState.UNKNOWN:
             return self.not_ready(
                 "ProxmoxUnreachable", observed.exitstatus, retry=5.0, status="Unknown"
             )
         self.budget.finished(upid)
-        if observed.state.value == "failed":
+        if observed.state is TaskState.FAILED:
             self.result.status["task"] = None
             return self.not_ready(
                 f"{action.capitalize()}Failed",
@@ -242,7 +248,7 @@ class _Pass:
             found = await client.find_vm(vmid)
             if found is not None:
                 desired = self._desired(spec)
-                settable = {k: v for k, v in desired.items() if not _is_disk(k)}
+                settable = {k: v for k, v in desired.items() if not is_disk_key(k)}
                 await client.update_config(found.node, vmid, settable)
                 self.result.status["task"] = None
                 return self._progress("Provisioning", f"took ownership of the clone {vmid}")
@@ -303,7 +309,7 @@ class _Pass:
         config = await client.vm_config(node, vmid)
         desired = self._desired(spec)
         if spec.source and spec.source.clone_from:
-            desired = {k: v for k, v in desired.items() if not _is_disk(k)}
+            desired = {k: v for k, v in desired.items() if not is_disk_key(k)}
         changes = config_changes(desired, config.values)
         if changes.set:
             await client.update_config(node, vmid, changes.set, digest=config.digest)
@@ -376,7 +382,3 @@ _PROGRESS_REASON = {
     "start": "Starting",
     "stop": "Stopping",
 }
-
-
-def _is_disk(key: str) -> bool:
-    return key.rstrip("0123456789") in ("scsi", "virtio", "sata", "ide")

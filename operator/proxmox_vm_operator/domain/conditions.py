@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .model import DestroyStep
+from .model import DestroyStep, format_time
 
 READY = "Ready"
 DELETING = "Deleting"
@@ -21,10 +21,6 @@ DELETING_REASONS = {
     DestroyStep.DELETING_VM: "DeletingVM",
     DestroyStep.VERIFYING_ABSENCE: "VerifyingAbsence",
 }
-
-
-def timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(
@@ -51,9 +47,9 @@ def set_condition(
         "status": status,
         "reason": reason,
         "message": message[:32768],
-        "lastTransitionTime": timestamp(now)
+        "lastTransitionTime": format_time(now)
         if changed or previous is None
-        else previous.get("lastTransitionTime", timestamp(now)),
+        else previous.get("lastTransitionTime", format_time(now)),
     }
     if generation is not None:
         entry["observedGeneration"] = generation

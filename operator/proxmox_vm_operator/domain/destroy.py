@@ -27,6 +27,8 @@ from .model import (
     DestroyStatus,
     DestroyStep,
     ProxmoxVMSpec,
+    format_time,
+    parse_time,
 )
 from .vmconfig import ownership_tag
 
@@ -185,14 +187,6 @@ def effective_mode(spec: ProxmoxVMSpec, annotations: Mapping[str, str]) -> Destr
         return spec.destroy.mode
 
 
-def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(moment: str) -> datetime.datetime:
-    return datetime.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
 def backoff(attempts: int) -> float:
     """Capped exponential backoff after ``attempts`` consecutive failures."""
     return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
@@ -203,9 +197,12 @@ def start_record(ctx: DestroyContext) -> DestroyStatus:
     deadline = None
     if mode is DestroyMode.SHUTDOWN:
         seconds = ctx.spec.destroy.shutdown_timeout_seconds
-        deadline = _iso(ctx.now + datetime.timedelta(seconds=seconds))
+        deadline = format_time(ctx.now + datetime.timedelta(seconds=seconds))
     return DestroyStatus(
-        startedAt=_iso(ctx.now), mode=mode, step=DestroyStep.STARTING, shutdownDeadline=deadline
+        startedAt=format_time(ctx.now),
+        mode=mode,
+        step=DestroyStep.STARTING,
+        shutdownDeadline=deadline,
     )
 
 
@@ -324,7 +321,7 @@ def _apply_mode_override(ctx: DestroyContext, record: DestroyStatus) -> DestroyS
     update: dict[str, object] = {"mode": mode}
     if mode is DestroyMode.SHUTDOWN and record.shutdown_deadline is None:
         seconds = ctx.spec.destroy.shutdown_timeout_seconds
-        update["shutdown_deadline"] = _iso(_parse(record.started_at) + _seconds(seconds))
+        update["shutdown_deadline"] = format_time(parse_time(record.started_at) + _seconds(seconds))
     return record.model_copy(update=update)
 
 
@@ -333,7 +330,7 @@ def _seconds(value: float) -> datetime.timedelta:
 
 
 def _elapsed(ctx: DestroyContext, record: DestroyStatus) -> float:
-    return (ctx.now - _parse(record.started_at)).total_seconds()
+    return (ctx.now - parse_time(record.started_at)).total_seconds()
 
 
 def _step(record: DestroyStatus, step: DestroyStep) -> DestroyStatus:
@@ -375,19 +372,21 @@ def _progress(
     # A graceful wait the user configured is not a stall: count from its deadline.
     expected = 0.0
     if record.shutdown_deadline is not None:
-        expected = (_parse(record.shutdown_deadline) - _parse(record.started_at)).total_seconds()
+        expected = (
+            parse_time(record.shutdown_deadline) - parse_time(record.started_at)
+        ).total_seconds()
     stalled = StallReason.TAKING_TOO_LONG if elapsed - expected >= ctx.stall_after else None
     seconds = POLL_TASK
     if record.shutdown_deadline is not None and step is DestroyStep.WAITING_FOR_SHUTDOWN:
         # A graceful wait may be long: look less often as it goes on, but never sleep past
         # the deadline, where the forced stop is due.
-        left = (_parse(record.shutdown_deadline) - ctx.now).total_seconds()
+        left = (parse_time(record.shutdown_deadline) - ctx.now).total_seconds()
         seconds = min(POLL_TASK_MAX, max(POLL_TASK, elapsed / 10), max(POLL_TASK / 4, left))
     return Decision(Wait(seconds, stalled), record, message=message)
 
 
 def _deadline_passed(ctx: DestroyContext, record: DestroyStatus) -> bool:
-    return record.shutdown_deadline is not None and ctx.now >= _parse(record.shutdown_deadline)
+    return record.shutdown_deadline is not None and ctx.now >= parse_time(record.shutdown_deadline)
 
 
 def _follow_task(
@@ -477,7 +476,7 @@ def _power_off(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Dec
 
 def _shutdown(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Decision:
     assert record.shutdown_deadline is not None
-    remaining = (_parse(record.shutdown_deadline) - ctx.now).total_seconds()
+    remaining = (parse_time(record.shutdown_deadline) - ctx.now).total_seconds()
     event = Event(
         "Normal",
         "ShuttingDown",

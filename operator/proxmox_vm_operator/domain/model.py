@@ -6,6 +6,7 @@ so every field carries the description ``kubectl explain`` shows, its default an
 
 from __future__ import annotations
 
+import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -29,6 +30,15 @@ DNS_NAME = r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*
 TAG = r"^[a-z0-9_][a-z0-9_+.-]*$"
 
 VMID = Annotated[int, Field(ge=VMID_MIN, le=VMID_MAX)]
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339 in UTC, as Kubernetes writes timestamps
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
 
 
 class _Model(BaseModel):

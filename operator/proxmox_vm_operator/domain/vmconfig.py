@@ -21,6 +21,10 @@ DISK_PREFIXES = ("scsi", "virtio", "sata", "ide")
 MANAGED_SCALARS = ("name", "cores", "sockets", "cpu", "memory", "onboot", "agent", "description")
 
 
+def is_disk_key(key: str) -> bool:
+    return re.sub(r"\d+$", "", key) in DISK_PREFIXES
+
+
 def ownership_tag(uid: str) -> str:
     return f"{OWNERSHIP_TAG_PREFIX}{uid}"
 
