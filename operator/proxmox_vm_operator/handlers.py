@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -40,12 +40,15 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 # so with this prefix, and ProgressLogFilter logs it at INFO (or WARNING while stalled).
 IN_PROGRESS = "in progress: "
 STALLED = "stalled: "
+QUIET_SUCCESS = "Handler 'track_objects' succeeded."
 
 
 class ProgressLogFilter(logging.Filter):
     """Keep the operator's log honest: progress is not an error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.getMessage() == QUIET_SUCCESS:
+            return False  # it runs on every watch event; its success says nothing
         if record.levelno == logging.ERROR and "failed temporarily" in record.msg:
             text = record.getMessage()
             if f"failed temporarily: {IN_PROGRESS}" in text:
@@ -62,6 +65,7 @@ class Runtime:
     reconciler: Reconciler
     destroyer: Destroyer
     tracker: metrics.DestroyTracker
+    objects: metrics.ObjectTracker = field(default_factory=metrics.ObjectTracker)
 
 
 def operator_settings(*, standalone: bool) -> kopf.OperatorSettings:
@@ -107,6 +111,7 @@ async def _reconcile(
         status=dict(body.status),
     )
     result = await runtime.reconciler.run_pass(request, _now())
+    metrics.reconciles.labels(result.progress.value).inc()
     _merge_status(patch, result.status)
     _post(body, result.events)
     if result.retry_after is not None and raise_to_retry:
@@ -148,6 +153,9 @@ def _report_destroy(
     conditions = list(body.status.get("conditions") or [])
     record = result.record
     patch.status["phase"] = Phase.DELETING.value
+    # Marking an object for deletion bumps its generation; tools comparing it with
+    # observedGeneration would otherwise read the status as stale.
+    patch.status["observedGeneration"] = meta.get("generation")
     if record is not None:
         patch.status["destroy"] = record.model_dump(by_alias=True, exclude_none=True, mode="json")
         conditions = set_condition(
@@ -170,8 +178,8 @@ def _report_destroy(
         generation=meta.get("generation"),
     )
     patch.status["conditions"] = conditions
-    if stalled is not None:
-        metrics.destroy_errors.labels(stalled.value).inc()
+    if result.error is not None:
+        metrics.destroy_errors.labels(result.error.value).inc()
     if record is not None and not result.done:
         started = parse_time(record.started_at)
         runtime.tracker.update(
@@ -210,11 +218,20 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-def forget_deleted(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any) -> None:
-    """An object gone by any route (a finalizer removed by hand, too) has no destroy in flight."""
+def track_objects(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any) -> None:
+    """Count objects by phase as the watch sees them. An object gone by any route (a
+    finalizer removed by hand, too) has no destroy in flight."""
+    runtime: Runtime = memo.runtime
+    meta = body.metadata
     if event.get("type") == "DELETED":
-        runtime: Runtime = memo.runtime
-        runtime.tracker.finish(str(body.metadata.namespace), str(body.metadata.name))
+        runtime.objects.gone(str(meta.uid))
+        runtime.tracker.finish(str(meta.namespace), str(meta.name))
+        return
+    if meta.get("deletionTimestamp"):
+        phase = Phase.DELETING.value
+    else:
+        phase = str(body.status.get("phase") or Phase.PENDING.value)
+    runtime.objects.seen(str(meta.uid), phase)
 
 
 def _finished(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -33,13 +34,23 @@ destroy_fallbacks = Counter(
     "Graceful shutdowns that ran out of time and were followed by a forced stop.",
 )
 destroy_errors = Counter(
-    "proxmoxvm_destroy_errors", "Destroy passes that ended in an error, by reason.", ["reason"]
+    "proxmoxvm_destroy_errors",
+    "Destroy passes that hit an error (a failed call or task, Proxmox unreachable), by reason; "
+    "counted from the first error, before any stall is declared.",
+    ["reason"],
 )
 api_request_duration = Histogram(
     "proxmox_api_request_duration_seconds",
     "Proxmox VE API calls, by method, templated endpoint and HTTP status code.",
     ["method", "endpoint", "code"],
 )
+reconciles = Counter(
+    "proxmoxvm_reconcile",
+    "Reconcile passes, by where they left the object: ready, progressing, retrying (a "
+    "transient error) or stalled (needs a human).",
+    ["result"],
+)
+objects = Gauge("proxmoxvm_objects", "ProxmoxVM objects the operator watches, by phase.", ["phase"])
 task_duration = Histogram(
     "proxmox_task_duration_seconds",
     "Proxmox tasks started by the operator, by type and final status.",
@@ -55,6 +66,34 @@ def observe_task(task_type: str, ok: bool, seconds: float) -> None:
 def observe_api_call(call: ApiCall) -> None:
     code = str(call.status_code) if call.status_code is not None else "error"
     api_request_duration.labels(call.method, call.endpoint, code).observe(call.duration_seconds)
+
+
+class ObjectTracker:
+    """Keeps ``proxmoxvm_objects`` equal to the watched objects' phases."""
+
+    def __init__(self) -> None:
+        self._phases: dict[str, str] = {}
+
+    def seen(self, uid: str, phase: str) -> None:
+        self._phases[uid] = phase
+        self._publish()
+
+    def gone(self, uid: str) -> None:
+        self._phases.pop(uid, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        _publish_counts(objects, self._phases.values())
+
+
+def _publish_counts(gauge: Gauge, values: Iterable[str]) -> None:
+    """Set one sample per distinct value to its count, and drop values no longer present."""
+    counts = Tally(values)
+    for labels in list(gauge._metrics):
+        if labels[0] not in counts:
+            gauge.remove(*labels)
+    for label, count in counts.items():
+        gauge.labels(label).set(count)
 
 
 class DestroyTracker:
@@ -85,13 +124,5 @@ class DestroyTracker:
         self._publish()
 
     def _publish(self) -> None:
-        for gauge, values in (
-            (destroys_in_progress, self._steps),
-            (destroys_stalled, self._stalls),
-        ):
-            counts = Tally(values.values())
-            for labels in list(gauge._metrics):  # drop label sets that have no destroy left
-                if labels[0] not in counts:
-                    gauge.remove(*labels)
-            for label, count in counts.items():
-                gauge.labels(label).set(count)
+        _publish_counts(destroys_in_progress, self._steps.values())
+        _publish_counts(destroys_stalled, self._stalls.values())

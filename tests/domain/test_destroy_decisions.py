@@ -134,6 +134,8 @@ def test_unreachable_proxmox_backs_off_with_a_cap_and_reports_a_stall_after_stal
     assert max(w.seconds for w in waits) == 60.0
     assert waits[0].stalled is None
     assert waits[-1].stalled is StallReason.PROXMOX_UNREACHABLE
+    # Every one of them is an error for the errors counter, stalled yet or not.
+    assert {w.error for w in waits} == {StallReason.PROXMOX_UNREACHABLE}
 
 
 def test_unknown_task_status_is_retried_not_taken_for_success() -> None:

@@ -81,6 +81,8 @@ def test_the_destroy_gauges_follow_a_stalled_destroy_and_clear_when_it_ends(
     assert metric(samples, DURATION_COUNT, mode="Stop", outcome="deleted") == 1
     took = metric(samples, DURATION_SUM, mode="Stop", outcome="deleted")
     assert took is not None and took >= STALL_AFTER, took
+    errors = metric(samples, "proxmoxvm_destroy_errors_total", reason="ProxmoxUnreachable")
+    assert errors is not None and errors >= 2, errors  # every failed pass, before the stall too
 
 
 def test_a_finalizer_removed_by_hand_leaves_no_destroy_in_flight(cluster: Cluster) -> None:

@@ -36,3 +36,14 @@ def test_progress_is_info_a_stall_a_warning_and_anything_else_stays_an_error(
     assert ProgressLogFilter().filter(record)
     assert record.levelno == level
     assert record.levelname == logging.getLevelName(level)
+
+
+def test_the_per_event_tracking_handler_does_not_log_each_success() -> None:
+    quiet = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'track_objects' succeeded.", (), None
+    )
+    other = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'reconcile' succeeded.", (), None
+    )
+    assert not ProgressLogFilter().filter(quiet)
+    assert ProgressLogFilter().filter(other)

@@ -48,7 +48,7 @@ async def test_last_transition_time_changes_only_when_the_status_changes(
     assert ("True", "False") in itertools.pairwise(statuses)
 
 
-async def test_there_is_one_ready_condition_with_the_observed_generation(
+async def test_each_condition_appears_once_with_the_observed_generation(
     make_driver: Callable[..., Driver],
 ) -> None:
     driver = make_driver()
@@ -56,6 +56,7 @@ async def test_there_is_one_ready_condition_with_the_observed_generation(
     driver.update_spec(memoryMiB=1024)
     await driver.settle()
 
-    assert [c["type"] for c in driver.status["conditions"]] == ["Ready"]
-    assert driver.ready["observedGeneration"] == 2
+    conditions = driver.status["conditions"]
+    assert [c["type"] for c in conditions] == ["Ready", "Reconciling", "Stalled"]
+    assert [c["observedGeneration"] for c in conditions] == [2, 2, 2]
     assert driver.status["observedGeneration"] == 2

@@ -63,6 +63,7 @@ class DestroyPass:
     outcome: Outcome | None = None  # set when the finalizer may go
     retry_after: float = 0.0
     stalled: StallReason | None = None
+    error: StallReason | None = None  # the error this pass hit, if any
     message: str = ""
     events: list[Event] = field(default_factory=list)
     fallback: bool = False
@@ -179,6 +180,7 @@ class Destroyer:
                 decision.record,
                 retry_after=action.seconds,
                 stalled=action.stalled,
+                error=action.error,
                 message=decision.message,
                 events=list(decision.events),
             )
@@ -208,6 +210,7 @@ class Destroyer:
                 failed.record,
                 retry_after=wait.seconds,
                 stalled=wait.stalled,
+                error=wait.error,
                 message=failed.message,
             )
         self.budget.started(reservation, upid)
@@ -259,6 +262,7 @@ class Destroyer:
             return DestroyPass(
                 decision.record,
                 retry_after=backoff(2),
+                error=_stall_reason(exc),
                 message=f"could not remove the ownership tag: {exc.message}",
             )
         return DestroyPass(decision.record, outcome=Outcome.ORPHANED)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..domain.conditions import READY, find, set_condition
+from ..domain.conditions import READY, Progress, find, set_readiness
 from ..domain.destroy import Event, TaskState, backoff
 from ..domain.model import OWNERSHIP_TAG_PREFIX, ObservedPower, Phase, PowerState, ProxmoxVMSpec
 from ..domain.vmconfig import (
@@ -52,6 +52,7 @@ class ReconcilePass:
     status: dict[str, Any] = field(default_factory=dict)  # merged into .status
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
+    progress: Progress = Progress.PROGRESSING
 
 
 def _describe(error: ValidationError) -> str:
@@ -83,7 +84,7 @@ class Reconciler:
         try:
             client = await self.pool.client(request.namespace, spec.connection_ref.name)
         except ConnectionUnavailable as exc:
-            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0)
+            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0, stalled=True)
         try:
             result = await step.run(spec, client)
         except ProxmoxError as exc:
@@ -95,7 +96,11 @@ class Reconciler:
                 else "ProxmoxError"
             )
             status = "Unknown" if exc.kind is ErrorKind.UNREACHABLE else "False"
-            return step.not_ready(reason, exc.message, retry=backoff(attempt + 1), status=status)
+            # A wrong token, missing privileges or a call Proxmox refuses will not heal alone.
+            stalled = exc.kind in (ErrorKind.UNAUTHORIZED, ErrorKind.REJECTED)
+            return step.not_ready(
+                reason, exc.message, retry=backoff(attempt + 1), status=status, stalled=stalled
+            )
         self._failures.pop(request.uid, None)
         return result
 
@@ -136,11 +141,11 @@ class _Pass:
 
     # -- reporting --------------------------------------------------------------------------
 
-    def _ready(self, status: str, reason: str, message: str) -> None:
+    def _ready(self, progress: Progress, status: str, reason: str, message: str) -> None:
         previous = find(self.request.status.get("conditions") or [], READY)
-        self.result.status["conditions"] = set_condition(
+        self.result.status["conditions"] = set_readiness(
             self.request.status.get("conditions") or [],
-            READY,
+            progress,
             status,
             reason,
             message,
@@ -148,29 +153,45 @@ class _Pass:
             generation=self.request.generation,
         )
         self.result.status["observedGeneration"] = self.request.generation
+        self.result.progress = progress
         if status == "False" and (previous is None or previous.get("reason") != reason):
             self.result.events.append(Event("Warning", reason, message))
 
     def refuse(self, reason: str, message: str) -> ReconcilePass:
         """Bad input: say so, call nothing, and wait for the user to change the object."""
-        self._ready("False", reason, message)
+        self._ready(Progress.STALLED, "False", reason, message)
         self.result.status["phase"] = Phase.FAILED.value
         return self.result
 
     def not_ready(
-        self, reason: str, message: str, *, retry: float | None, status: str = "False"
+        self,
+        reason: str,
+        message: str,
+        *,
+        retry: float | None,
+        status: str = "False",
+        stalled: bool = False,
     ) -> ReconcilePass:
         """Not ready. ``retry=None`` finishes the handler: a spec change or the drift timer
-        looks again (a kopf retry delay would also hold back the user's fix)."""
-        self._ready(status, reason, message)
+        looks again (a kopf retry delay would also hold back the user's fix). ``stalled``:
+        only a human can unblock it (kstatus Failed), though it is still retried."""
+        self._ready(Progress.STALLED if stalled else Progress.RETRYING, status, reason, message)
         self.result.retry_after = retry
         return self.result
 
     def _progress(self, reason: str, message: str, event: Event | None = None) -> ReconcilePass:
         previous = self.request.status.get("conditions") or []
-        self.result.status["conditions"] = set_condition(
-            previous, READY, "False", reason, message, now=self.now, generation=None
+        self.result.status["conditions"] = set_readiness(
+            previous,
+            Progress.PROGRESSING,
+            "False",
+            reason,
+            message,
+            now=self.now,
+            generation=self.request.generation,
         )
+        self.result.status["observedGeneration"] = self.request.generation
+        self.result.progress = Progress.PROGRESSING
         if event is not None:
             self.result.events.append(event)
         self.result.retry_after = AFTER_CALL
@@ -206,6 +227,7 @@ class _Pass:
                     f"VM {vmid} on {found.node} belongs to another object ({', '.join(claimed)}); "
                     "it is left untouched",
                     retry=None,
+                    stalled=True,
                 )
             if not spec.adopt:
                 return self.not_ready(
@@ -214,6 +236,7 @@ class _Pass:
                     f"{ownership_tag(self.request.uid)}; it is left untouched. Set "
                     "spec.adopt: true to take it over.",
                     retry=None,
+                    stalled=True,
                 )
             return await self._adopt(client, found)
         if found.lock:
@@ -240,6 +263,7 @@ class _Pass:
                 f"{action.capitalize()}Failed",
                 f"{action} of VM {vmid} failed: {observed.exitstatus}",
                 retry=backoff(3),
+                stalled=True,
             )
         if action == "clone":
             # A clone carries the source's name and tags: make it ours before anything else.
@@ -266,7 +290,10 @@ class _Pass:
                 source = await client.find_vm(clone.vmid)
                 if source is None:
                     return self.not_ready(
-                        "SourceNotFound", f"clone source VM {clone.vmid} does not exist", retry=30.0
+                        "SourceNotFound",
+                        f"clone source VM {clone.vmid} does not exist",
+                        retry=30.0,
+                        stalled=True,
                     )
                 source_node = source.node
             started = await self._start_task(
@@ -326,6 +353,7 @@ class _Pass:
                 "VMPaused",
                 f"VM {vmid} is paused; resume it in Proxmox or set spec.powerState",
                 retry=None,
+                stalled=True,
             )
         if want_running and not current.running:
             if not await self._start_task(
@@ -372,7 +400,7 @@ class _Pass:
             message += (
                 f"; cannot change in place (left as they are): {', '.join(changes.unsupported)}"
             )
-        self._ready("True", "Reconciled", message)
+        self._ready(Progress.READY, "True", "Reconciled", message)
         return self.result
 
 

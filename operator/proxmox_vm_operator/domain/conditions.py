@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,6 +12,20 @@ from .model import DestroyStep, format_time
 READY = "Ready"
 DELETING = "Deleting"
 DELETION_STALLED = "DeletionStalled"
+# Flux's kstatus reads these two "abnormal-true" conditions: Reconciling=True means work is
+# under way (InProgress), Stalled=True means nothing moves without a human (Failed).
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+
+class Progress(enum.StrEnum):
+    """Where a reconcile pass left the object; also the reconcile counter's ``result`` label."""
+
+    READY = "ready"
+    PROGRESSING = "progressing"  # working towards the spec
+    RETRYING = "retrying"  # a transient error, retried without help
+    STALLED = "stalled"  # needs a change to the object, the Secret or Proxmox
+
 
 # The Deleting condition's reason names the current step (design.md).
 DELETING_REASONS = {
@@ -55,6 +70,35 @@ def set_condition(
         entry["observedGeneration"] = generation
     result.append(entry)
     return sorted(result, key=lambda c: str(c.get("type")))
+
+
+def set_readiness(
+    conditions: Iterable[Mapping[str, Any]],
+    progress: Progress,
+    ready: str,
+    reason: str,
+    message: str,
+    *,
+    now: datetime.datetime,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """Ready, and Reconciling and Stalled agreeing with it, all with the same reason."""
+    reconciling = progress in (Progress.PROGRESSING, Progress.RETRYING)
+    stalled = progress is Progress.STALLED
+    result = set_condition(
+        conditions, READY, ready, reason, message, now=now, generation=generation
+    )
+    for type_, active in ((RECONCILING, reconciling), (STALLED, stalled)):
+        result = set_condition(
+            result,
+            type_,
+            "True" if active else "False",
+            reason,
+            message if active else "",
+            now=now,
+            generation=generation,
+        )
+    return result
 
 
 def find(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:

@@ -149,6 +149,9 @@ class Wait:
 
     seconds: float
     stalled: StallReason | None = None
+    # This pass hit an error (a failed call or task, Proxmox unreachable); counted in
+    # proxmoxvm_destroy_errors_total whether or not it has lasted long enough to be a stall.
+    error: StallReason | None = None
 
 
 Action = Release | RemoveOwnershipTag | PowerOff | DeleteVM | Wait
@@ -293,7 +296,9 @@ def call_failed(
     """
     record = decision.record or ctx.record or start_record(ctx)
     if reason in (StallReason.PROTECTED, StallReason.VM_LOCKED):
-        return _stall(ctx, record.model_copy(update={"task_upid": None}), reason, error)
+        return _stall(
+            ctx, record.model_copy(update={"task_upid": None}), reason, error, failed=True
+        )
     return _retry(ctx, record.model_copy(update={"task_upid": None}), reason, error)
 
 
@@ -352,15 +357,22 @@ def _retry(ctx: DestroyContext, record: DestroyStatus, reason: StallReason, erro
     failures = record.attempts + 1
     record = record.model_copy(update={"attempts": failures, "last_error": error[:4096]})
     stalled = reason if _elapsed(ctx, record) >= ctx.stall_after else None
-    return Decision(Wait(backoff(failures), stalled), record, message=error)
+    return Decision(Wait(backoff(failures), stalled, error=reason), record, message=error)
 
 
 def _stall(
-    ctx: DestroyContext, record: DestroyStatus, reason: StallReason, message: str
+    ctx: DestroyContext,
+    record: DestroyStatus,
+    reason: StallReason,
+    message: str,
+    *,
+    failed: bool = False,
 ) -> Decision:
-    """A condition only a human or time can clear: report it now and keep looking."""
+    """A condition only a human or time can clear: report it now and keep looking.
+    ``failed``: a call failed on it (an error), rather than the lookup seeing it first."""
     record = record.model_copy(update={"last_error": message})
-    return Decision(Wait(backoff(3), reason), record, message=message)
+    wait = Wait(backoff(3), reason, error=reason if failed else None)
+    return Decision(wait, record, message=message)
 
 
 def _progress(
@@ -417,7 +429,9 @@ def _follow_task(
                 "last_error": f"task failed: {task.exitstatus}"[:4096],
             }
         )
-        return Decision(Wait(backoff(failed.attempts), reason), failed, message=failed.last_error)
+        return Decision(
+            Wait(backoff(failed.attempts), reason, error=reason), failed, message=failed.last_error
+        )
     return None
 
 
