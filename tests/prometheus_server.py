@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-import pytest
 import requests
 import yaml
 
+from .tools import require_tool
+
 T = TypeVar("T")
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        message = "the prometheus server is not installed (Debian package `prometheus`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def _free_port() -> int:
@@ -48,7 +38,7 @@ class PrometheusServer:
         self,
         workdir: pathlib.Path,
         *,
-        targets: dict[str, Sequence[str]],
+        targets: Mapping[str, Sequence[str]],
         rule_files: Sequence[pathlib.Path] = (),
         honor_labels: bool = True,
     ) -> None:
@@ -74,7 +64,7 @@ class PrometheusServer:
         self.config_path.write_text(yaml.safe_dump(config))
 
     def start(self, timeout: float = 30) -> Self:
-        binary = prometheus_binary()
+        binary = require_tool("prometheus")
         storage = self.workdir / "data"
         storage.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:

@@ -20,7 +20,14 @@ import kopf
 from . import metrics
 from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest, spec_for_destroy
 from .controller.reconciler import Reconciler, ReconcileRequest
-from .domain.conditions import DELETING, DELETING_REASONS, DELETION_STALLED, set_condition
+from .domain.conditions import (
+    DELETING,
+    DELETING_REASONS,
+    DELETION_STALLED,
+    Progress,
+    set_condition,
+    set_readiness,
+)
 from .domain.destroy import Event, Outcome, effective_mode
 from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase, parse_time
 
@@ -168,6 +175,16 @@ def _report_destroy(
             generation=meta.get("generation"),
         )
     stalled = result.stalled
+    # Ready and the kstatus pair speak for the deletion too, instead of the last reconcile.
+    conditions = set_readiness(
+        conditions,
+        Progress.STALLED if stalled else Progress.PROGRESSING,
+        "False",
+        stalled.value if stalled else "Deleting",
+        result.message or "the VM is being destroyed",
+        now=now,
+        generation=meta.get("generation"),
+    )
     conditions = set_condition(
         conditions,
         DELETION_STALLED,
@@ -229,9 +246,34 @@ def track_objects(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any
         return
     if meta.get("deletionTimestamp"):
         phase = Phase.DELETING.value
+        _track_destroy_from_status(body, runtime)
     else:
         phase = str(body.status.get("phase") or Phase.PENDING.value)
     runtime.objects.seen(str(meta.uid), phase)
+
+
+def _track_destroy_from_status(body: kopf.Body, runtime: Runtime) -> None:
+    """The destroy gauges follow the persisted status.destroy as soon as the watch shows it,
+    so a restarted operator rebuilds them at once, not at the object's next (backed-off)
+    destroy pass."""
+    meta = body.metadata
+    record = body.status.get("destroy")
+    if not record or FINALIZER not in (meta.get("finalizers") or []):
+        return  # not started, or already released (its DELETED event follows)
+    try:
+        started = parse_time(str(record["startedAt"])).timestamp()
+        step = str(record["step"])
+    except (KeyError, ValueError):
+        return
+    stalled = next(
+        (
+            str(c.get("reason"))
+            for c in body.status.get("conditions") or []
+            if c.get("type") == DELETION_STALLED and c.get("status") == "True"
+        ),
+        None,
+    )
+    runtime.tracker.update(str(meta.namespace), str(meta.name), started, step, stalled)
 
 
 def _finished(

@@ -8,7 +8,14 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from .domain.destroy import StallReason
+from .domain.model import DestroyStep, Phase
 from .proxmox import ApiCall
+
+# The bounded label values of the gauges that count objects: each is exported from the start.
+PHASES = tuple(p.value for p in Phase)
+STEPS = tuple(s.value for s in DestroyStep)
+STALL_REASONS = tuple(r.value for r in StallReason)
 
 DESTROY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
 
@@ -73,6 +80,7 @@ class ObjectTracker:
 
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
+        self._publish()
 
     def seen(self, uid: str, phase: str) -> None:
         self._phases[uid] = phase
@@ -83,17 +91,20 @@ class ObjectTracker:
         self._publish()
 
     def _publish(self) -> None:
-        _publish_counts(objects, self._phases.values())
+        _publish_counts(objects, self._phases.values(), PHASES)
 
 
-def _publish_counts(gauge: Gauge, values: Iterable[str]) -> None:
-    """Set one sample per distinct value to its count, and drop values no longer present."""
+_labels_seen: dict[Gauge, set[str]] = {}
+
+
+def _publish_counts(gauge: Gauge, values: Iterable[str], known: Iterable[str]) -> None:
+    """One sample per label value, its count. Known values, and any value counted before,
+    read 0 when there is nothing to count, so queries see a zero, not a missing series."""
     counts = Tally(values)
-    for labels in list(gauge._metrics):
-        if labels[0] not in counts:
-            gauge.remove(*labels)
-    for label, count in counts.items():
-        gauge.labels(label).set(count)
+    seen = _labels_seen.setdefault(gauge, set())
+    seen.update(known, counts)
+    for label in seen:
+        gauge.labels(label).set(counts.get(label, 0))
 
 
 class DestroyTracker:
@@ -102,6 +113,7 @@ class DestroyTracker:
     def __init__(self) -> None:
         self._steps: dict[tuple[str, str], str] = {}
         self._stalls: dict[tuple[str, str], str] = {}
+        self._publish()
 
     def update(
         self, namespace: str, name: str, started_at: float, step: str, stalled: str | None
@@ -124,5 +136,5 @@ class DestroyTracker:
         self._publish()
 
     def _publish(self) -> None:
-        _publish_counts(destroys_in_progress, self._steps.values())
-        _publish_counts(destroys_stalled, self._stalls.values())
+        _publish_counts(destroys_in_progress, self._steps.values(), STEPS)
+        _publish_counts(destroys_stalled, self._stalls.values(), STALL_REASONS)

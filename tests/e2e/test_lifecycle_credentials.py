@@ -88,7 +88,8 @@ def test_a_wrong_token_is_reported_and_a_fixed_secret_is_used(cluster: Cluster) 
     wrong = f"wrong-{secrets.token_urlsafe(18)}"
     apply_secret(cluster, "pve-rotated", wrong)
     cluster.apply_vm("web-2", {"vmid": 610, "connectionRef": {"name": "pve-rotated"}})
-    vm = wait_reason(cluster, "web-2", "ProxmoxUnreachable", status="False", timeout=20)
+    vm = wait_reason(cluster, "web-2", "ProxmoxUnauthorized", status="False", timeout=20)
+    assert dig(condition(vm, "Stalled"), "status") == "True"  # a wrong token needs a human
     assert not cluster.sim.vm_exists(610)
     refused = [r for r in cluster.sim.requests if r.status == 401]
     assert refused, cluster.sim.requests

@@ -85,7 +85,47 @@ def test_a_restarted_operator_rebuilds_the_started_gauge_from_the_object(
     vm = cluster.get_vm("web-1")
     assert dig(vm, "status.destroy.startedAt") == record["startedAt"]
     assert dig(vm, "status.observedGeneration") == dig(vm, "metadata.generation")
+    # Ready and the kstatus pair speak for the deletion, not for the last reconcile.
+    by_type = {c["type"]: c for c in dig(vm, "status.conditions")}
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "Deleting")
+    assert by_type["Reconciling"]["status"] == "True"
+    assert by_type["Stalled"]["status"] == "False"
 
     annotate(cluster, "web-1", DESTROY_MODE, "Stop")  # cut the long wait short
     wait_gone(cluster, "web-1", timeout=30)
+    assert started_gauge(cluster, "web-1") is None
+
+
+@pytest.mark.sandbox(stall_after=600)
+def test_the_started_gauge_returns_at_once_while_the_destroy_is_backing_off(
+    cluster: Cluster,
+) -> None:
+    """kopf keeps a failing handler's delay across a restart (it is in the object's
+    annotations), so the gauge must come from the watched status, not from the next pass."""
+    create_running(cluster, "web-1", {"vmid": 134})
+    cluster.sim.make_unreachable("refuse")
+    cluster.delete_vm("web-1")
+    wait_record(
+        cluster,
+        "web-1",
+        lambda r: r.get("attempts", 0) >= 4,  # the next attempt is 16 s or more away
+        timeout=30,
+        what="a destroy backing off",
+    )
+    before = started_gauge(cluster, "web-1")
+    assert before is not None
+
+    cluster.operator.kill()
+    cluster.operator.start()
+    cluster.wait_for(
+        lambda: started_gauge(cluster, "web-1"), timeout=5, what="the gauge after the restart"
+    )
+    assert started_gauge(cluster, "web-1") == before
+    by_stall = {
+        s[1]["reason"]: s[2] for s in samples(scrape(cluster), "proxmoxvm_destroys_stalled") if s[2]
+    }
+    assert by_stall == {}  # not stalled yet: --stall-after is 600 s
+
+    cluster.sim.restore()
+    wait_gone(cluster, "web-1", timeout=90)
     assert started_gauge(cluster, "web-1") is None

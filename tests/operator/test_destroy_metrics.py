@@ -36,7 +36,13 @@ def test_in_progress_and_stalled_gauges_count_destroys_by_step_and_reason() -> N
     assert _samples("proxmoxvm_destroys_in_progress")[(("step", "ShuttingDown"),)] == 2
     assert _samples("proxmoxvm_destroys_stalled")[(("reason", "ProxmoxUnreachable"),)] == 1
     tracker.update("lab", "b", 2.0, "ForcingStop", None)
-    assert (("reason", "ProxmoxUnreachable"),) not in _samples("proxmoxvm_destroys_stalled")
+    assert _samples("proxmoxvm_destroys_stalled")[(("reason", "ProxmoxUnreachable"),)] == 0
     for name in ("a", "b", "c"):
         tracker.finish("lab", name)
-    assert _samples("proxmoxvm_destroys_in_progress") == {}
+    # Every step and reason stays exported, at zero, so a query never meets a missing series.
+    in_progress = _samples("proxmoxvm_destroys_in_progress")
+    assert set(in_progress.values()) == {0}
+    assert {"ShuttingDown", "ForcingStop", "DeletingVM", "WaitingForShutdown"} <= {
+        dict(labels)["step"] for labels in in_progress
+    }
+    assert set(_samples("proxmoxvm_destroys_stalled").values()) == {0}

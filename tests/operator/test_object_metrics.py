@@ -14,8 +14,20 @@ def _objects_by_phase() -> dict[str, float]:
         sample.labels["phase"]: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
+        if sample.name == "proxmoxvm_objects" and sample.value
+    }
+
+
+def test_every_phase_is_exported_from_the_start_even_at_zero() -> None:
+    ObjectTracker()
+    text = generate_latest(REGISTRY).decode()
+    phases = {
+        sample.labels["phase"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
         if sample.name == "proxmoxvm_objects"
     }
+    assert phases == {"Pending", "Provisioning", "Running", "Stopped", "Deleting", "Failed"}
 
 
 def test_objects_are_counted_by_their_latest_phase_and_dropped_when_deleted() -> None:

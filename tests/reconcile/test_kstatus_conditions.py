@@ -69,16 +69,17 @@ async def test_a_foreign_vm_at_the_vmid_is_stalled(
     driver = make_driver(vmid=150)
     await driver.settle()
     assert kstatus_view(driver) == ("False", "False", "True", "NotOwned")
+    assert driver.status["phase"] == "Failed"  # the phase agrees with Stalled
 
 
-async def test_a_missing_secret_is_stalled_and_heals_when_it_appears(
+async def test_a_missing_secret_is_retried_not_stalled_and_heals_when_it_appears(
     secrets: FakeSecrets, make_driver: Callable[..., Driver]
 ) -> None:
     saved = dict(secrets.data or {})
     secrets.remove()
     driver = make_driver()
     await driver.step()
-    assert kstatus_view(driver) == ("False", "False", "True", "ConnectionUnavailable")
+    assert kstatus_view(driver) == ("False", "True", "False", "ConnectionUnavailable")
 
     secrets.restore(saved)
     await driver.settle()

@@ -84,17 +84,18 @@ class Reconciler:
         try:
             client = await self.pool.client(request.namespace, spec.connection_ref.name)
         except ConnectionUnavailable as exc:
-            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0, stalled=True)
+            # Not stalled: GitOps often applies the Secret (or an external-secrets object
+            # that makes it) alongside the VM, and Flux would fail fast on Stalled.
+            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0)
         try:
             result = await step.run(spec, client)
         except ProxmoxError as exc:
             attempt = self._failures.get(request.uid, 0)
             self._failures[request.uid] = attempt + 1
-            reason = (
-                "ProxmoxUnreachable"
-                if exc.kind in (ErrorKind.UNREACHABLE, ErrorKind.UNAUTHORIZED)
-                else "ProxmoxError"
-            )
+            reason = {
+                ErrorKind.UNREACHABLE: "ProxmoxUnreachable",
+                ErrorKind.UNAUTHORIZED: "ProxmoxUnauthorized",
+            }.get(exc.kind, "ProxmoxError")
             status = "Unknown" if exc.kind is ErrorKind.UNREACHABLE else "False"
             # A wrong token, missing privileges or a call Proxmox refuses will not heal alone.
             stalled = exc.kind in (ErrorKind.UNAUTHORIZED, ErrorKind.REJECTED)
@@ -154,13 +155,15 @@ class _Pass:
         )
         self.result.status["observedGeneration"] = self.request.generation
         self.result.progress = progress
+        if progress is Progress.STALLED and reason != "VMPaused":
+            # A paused VM is still there and Running as a phase; the rest cannot go on.
+            self.result.status["phase"] = Phase.FAILED.value
         if status == "False" and (previous is None or previous.get("reason") != reason):
             self.result.events.append(Event("Warning", reason, message))
 
     def refuse(self, reason: str, message: str) -> ReconcilePass:
         """Bad input: say so, call nothing, and wait for the user to change the object."""
         self._ready(Progress.STALLED, "False", reason, message)
-        self.result.status["phase"] = Phase.FAILED.value
         return self.result
 
     def not_ready(

@@ -249,12 +249,25 @@ class ConditionStatus(StrEnum):
 class Condition(_Model):
     """A condition in the shape of metav1.Condition."""
 
-    type: str = Field(description="Ready, Deleting or DeletionStalled.")
-    status: ConditionStatus
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: str = Field(alias="lastTransitionTime", description="RFC 3339 time.")
-    observed_generation: int | None = Field(default=None, alias="observedGeneration", ge=0)
+    type: str = Field(
+        description="Ready, Reconciling, Stalled (the kstatus pair), Deleting or DeletionStalled."
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="Why, in one CamelCase word (see the API reference for each condition's).",
+    )
+    message: str = Field(default="", max_length=32768, description="Details for humans.")
+    last_transition_time: str = Field(
+        alias="lastTransitionTime", description="When status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        ge=0,
+        description="The metadata.generation this condition was computed from.",
+    )
 
 
 class DestroyStep(StrEnum):
@@ -270,8 +283,8 @@ class DestroyStatus(_Model):
     """Progress of a destroy, persisted so a restarted operator resumes where it was."""
 
     started_at: str = Field(alias="startedAt", description="When the destroy began (RFC 3339).")
-    mode: DestroyMode
-    step: DestroyStep
+    mode: DestroyMode = Field(description="The destroy mode in force (annotation or spec).")
+    step: DestroyStep = Field(description="The current step of the destroy.")
     task_upid: str | None = Field(
         default=None, alias="taskUpid", description="The Proxmox task of the current step."
     )
@@ -285,9 +298,18 @@ class DestroyStatus(_Model):
         alias="taskSucceeded",
         description="The last task of this step ended OK (e.g. HA accepted the stop).",
     )
-    fallback_used: bool = Field(default=False, alias="fallbackUsed")
+    fallback_used: bool = Field(
+        default=False,
+        alias="fallbackUsed",
+        description="The graceful shutdown ran out of time and a forced stop was used.",
+    )
     attempts: int = Field(default=0, ge=0, description="Proxmox calls made by this destroy.")
-    last_error: str = Field(default="", alias="lastError", max_length=4096)
+    last_error: str = Field(
+        default="",
+        alias="lastError",
+        max_length=4096,
+        description="The last error of the current step; empty once the step moves on.",
+    )
 
 
 class TaskRef(_Model):
@@ -300,11 +322,22 @@ class TaskRef(_Model):
 class ProxmoxVMStatus(_Model):
     """Observed state, written by the operator."""
 
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation the operator last acted on (Flux's kstatus reads it).",
+    )
     vmid: int | None = Field(default=None, description="VMID of the VM this object owns.")
     node: str | None = Field(default=None, description="Node the VM was last seen on.")
-    phase: Phase | None = None
-    power_state: ObservedPower | None = Field(default=None, alias="powerState")
-    conditions: list[Condition] = Field(default_factory=list)
+    phase: Phase | None = Field(
+        default=None, description="A one-word summary; the conditions carry the detail."
+    )
+    power_state: ObservedPower | None = Field(
+        default=None, alias="powerState", description="The VM's power state as last observed."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, and while deleting Deleting and DeletionStalled.",
+    )
     task: TaskRef | None = Field(default=None, description="Provisioning or power task in flight.")
     destroy: DestroyStatus | None = None

@@ -1,0 +1,1 @@
+"""Monitoring artefacts generated from code: Prometheus alert rules and the Grafana dashboard."""

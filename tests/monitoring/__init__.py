@@ -1,0 +1,1 @@
+"""Tests of the alert rules, the monitoring manifests and the runbooks."""
