@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo clean
+.PHONY: test lint typecheck unit demo generate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The sandbox: simulator, Kubernetes API emulator, operator and kubectl on this machine alone.
+DEMO_ARGS ?=
+demo: $(STAMP)
+	$(BIN)/proxmox-vm-operator demo $(DEMO_ARGS)
+
+# Files generated from code; tests fail when a committed copy is stale.
+generate: $(STAMP)
+	$(BIN)/proxmox-vm-operator crd > crds/proxmoxvm.yaml
+	$(BIN)/proxmox-vm-operator apidoc > docs/api.md
+	$(BIN)/python -m proxmox_vm_operator.monitoring.alerts manifests/monitoring
+	$(BIN)/proxmox-vm-operator monitoring dashboard > manifests/monitoring/grafana-dashboard.json
+	$(BIN)/python -m tests.gitops.argocd
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

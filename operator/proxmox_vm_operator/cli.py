@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
+import socket
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 
 
@@ -17,33 +20,91 @@ def _simulator(args: argparse.Namespace) -> int:
     tokens: dict[str, str] = {}
     for token in args.token:
         token_id, sep, secret = token.rpartition("=")
-        if not sep or "!" not in token_id:
+        if not sep:  # no secret given: make one up (it is never printed; see --publish-secret)
+            token_id, secret = token, str(uuid.uuid4())
+        if "!" not in token_id:
             print(
-                "--token must look like 'user@realm!name=SECRET'",
+                "--token must look like 'user@realm!name=SECRET' or 'user@realm!name'",
                 file=sys.stderr,
             )
             return 2
         tokens[token_id] = secret
+    nodes = [n for n in args.nodes.split(",") if n]
+    templates: list[tuple[int, str]] = []
+    for template in args.template:
+        vmid, _, node = template.partition("@")
+        node = node or (nodes[0] if nodes else "")
+        if not vmid.isdigit() or node not in nodes:
+            print(
+                f"--template must be VMID[@NODE] with a node of --nodes, got {template!r}",
+                file=sys.stderr,
+            )
+            return 2
+        templates.append((int(vmid), node))
+
+    tls_hosts = list(args.tls_san)
+    targets = []
+    if args.publish_secret or args.advertise_endpoint:
+        from .simulator import publish
+
+        try:
+            if args.advertise_endpoint:
+                tls_hosts.insert(0, publish.advertised_host(args.advertise_endpoint))
+            targets = [publish.SecretRef.parse(target) for target in args.publish_secret]
+        except ValueError as exc:
+            print(f"--advertise-endpoint/--publish-secret: {exc}", file=sys.stderr)
+            return 2
+        if targets and not tokens:
+            print("--publish-secret needs a --token to publish", file=sys.stderr)
+            return 2
+        if targets and not args.advertise_endpoint and args.host in ("0.0.0.0", "::"):  # noqa: S104
+            print(
+                "--publish-secret with --host 0.0.0.0 needs --advertise-endpoint: the URL "
+                "clients reach the simulator at",
+                file=sys.stderr,
+            )
+            return 2
+    guest = GuestBehaviour(
+        obeys_acpi=args.guest_acpi == "obey", shutdown_seconds=args.guest_shutdown_seconds
+    )
     simulator = Simulator(
-        nodes=[n for n in args.nodes.split(",") if n],
+        nodes=nodes,
         tokens=tokens,
         host=args.host,
         port=args.port,
         time_scale=args.time_scale,
         cert_dir=args.cert_dir,
-        default_guest=GuestBehaviour(
-            obeys_acpi=args.guest_acpi == "obey", shutdown_seconds=args.guest_shutdown_seconds
-        ),
+        default_guest=guest,
+        tls_hosts=tls_hosts,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with simulator:
+        for vmid, node in templates:
+            simulator.add_vm(vmid, node, name=f"template-{vmid}", template=True, guest=guest)
         print(f"endpoint: {simulator.endpoint}", flush=True)
         print(f"ca-file: {simulator.ca_file}", flush=True)
         print(f"nodes: {args.nodes}", flush=True)
         print(f"tokens: {', '.join(tokens) or '(none)'}", flush=True)
         print(f"guests: {args.guest_acpi} ACPI shutdown requests", flush=True)
+        if templates:
+            print(f"templates: {' '.join(f'{v}@{n}' for v, n in templates)}", flush=True)
+        if targets:
+            token_id = next(iter(tokens))
+            credentials = publish.Credentials(
+                endpoint=args.advertise_endpoint or simulator.endpoint,
+                token_id=token_id,
+                token_secret=tokens[token_id],
+                ca_cert=simulator.ca_file.read_text(),
+            )
+            try:
+                publish.keep_published(
+                    credentials, targets, stop, resync_interval=args.publish_resync
+                )
+            except publish.PublishError as exc:
+                print(f"cannot publish the credentials Secret: {exc}", file=sys.stderr)
+                return 1
         stop.wait()
     return 0
 
@@ -65,7 +126,13 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").addFilter(handlers.ProgressLogFilter())
     kube.configure()
 
+    if args.standalone and args.peering:
+        print("use either --standalone or --peering", file=sys.stderr)
+        return 2
     settings = handlers.operator_settings(standalone=args.standalone)
+    # kubectl describe shows these as the events' source (kopf's defaults: kopf, dev).
+    settings.posting.reporting_component = "proxmox-vm-operator"
+    settings.posting.reporting_instance = os.environ.get("POD_ID") or socket.gethostname()
 
     pool = ClientPool(observer=metrics.observe_api_call)
     budget = TaskBudget(args.max_tasks_per_node)  # shared: one limit per node for all work
@@ -81,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
             registry=handlers.registry,
             settings=settings,
             standalone=args.standalone,
+            peering_name=args.peering,
             priority=args.priority if args.priority is not None else secrets.randbelow(10**6) + 1,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
@@ -92,10 +160,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    # Imported here: the sandbox extras it needs are not in the production image.
+    from .sandbox.demo import DemoOptions, run
+
+    interactive = sys.stdout.isatty() and not args.non_interactive
+    return run(DemoOptions(interactive=interactive, keep_running=args.keep_running))
+
+
 def _crd(args: argparse.Namespace) -> int:
     from .crd import render_crd
 
     sys.stdout.write(render_crd())
+    return 0
+
+
+def _apidoc(args: argparse.Namespace) -> int:
+    from .apidoc import render_api_reference
+
+    print(render_api_reference(), end="")
+    return 0
+
+
+def _monitoring(args: argparse.Namespace) -> int:
+    from .monitoring import alerts, dashboard
+
+    if args.artefact == "dashboard":
+        print(dashboard.render_json(dashboard.dashboard()), end="")
+        return 0
+    thresholds = alerts.AlertThresholds()
+    if args.artefact == "rules":
+        document = alerts.rules_file(thresholds)
+    else:
+        document = alerts.prometheus_rule(thresholds)
+    print(alerts.render_yaml(document), end="")
     return 0
 
 
@@ -145,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run without kopf peering (only one operator replica may run then)",
     )
     run.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="the kopf peering object to use, and refuse to run without it (by default kopf "
+        "uses 'default' if it exists and runs unpeered otherwise, which lets two replicas "
+        "act on the same objects)",
+    )
+    run.add_argument(
         "--priority",
         type=int,
         default=None,
@@ -166,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         action="append",
         default=[],
-        metavar="USER@REALM!NAME=SECRET",
-        help="an API token the simulator accepts (repeatable)",
+        metavar="USER@REALM!NAME[=SECRET]",
+        help="an API token the simulator accepts (repeatable); without =SECRET a random "
+        "secret is made, which only --publish-secret reveals (never printed)",
     )
     sim.add_argument("--cert-dir", default=None, help="where to write ca.pem and the server cert")
     sim.add_argument(
@@ -189,10 +296,82 @@ def build_parser() -> argparse.ArgumentParser:
         default=3.0,
         help="how long an obeying guest takes to power off (simulated seconds)",
     )
+    sim.add_argument(
+        "--template",
+        action="append",
+        default=[],
+        metavar="VMID[@NODE]",
+        help="start with a template VM to clone from (repeatable; node: the first of --nodes)",
+    )
+    sim.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another DNS name or IP address the server certificate is valid for (repeatable)",
+    )
+    sim.add_argument(
+        "--advertise-endpoint",
+        default=None,
+        metavar="URL",
+        help="the URL clients reach the simulator at, e.g. https://pve-simulator.ns.svc:8006; "
+        "published by --publish-secret and added to the server certificate",
+    )
+    sim.add_argument(
+        "--publish-secret",
+        action="append",
+        default=[],
+        metavar="NAMESPACE/NAME",
+        help="once serving, write the operator's credentials Secret (endpoint, tokenId, "
+        "tokenSecret of the first --token, caCert) through the Kubernetes API (in-cluster "
+        "service account or kubeconfig) and keep it so (repeatable)",
+    )
+    sim.add_argument(
+        "--publish-resync",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often a published Secret is checked and put back if changed or deleted",
+    )
     sim.set_defaults(run=_simulator)
 
     crd = commands.add_parser("crd", help="print the ProxmoxVM CRD generated from the models")
     crd.set_defaults(run=_crd)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the sandbox: simulator, local Kubernetes API, operator and kubectl, on this "
+        "machine alone, playing three destroys",
+    )
+    demo.add_argument(
+        "--non-interactive",
+        action="store_true",
+        help="plain lines, no spinner or colours (the default when stdout is not a terminal); "
+        "the exit code says whether every act's checks held",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the sandbox up after the story, with a kubeconfig to try it; Ctrl-C ends it",
+    )
+    demo.set_defaults(run=_demo)
+
+    apidoc = commands.add_parser(
+        "apidoc", help="print the API reference (docs/api.md) generated from the CRD"
+    )
+    apidoc.set_defaults(run=_apidoc)
+
+    monitoring = commands.add_parser(
+        "monitoring",
+        help="print a monitoring artefact generated from code (the files in manifests/monitoring)",
+    )
+    monitoring.add_argument(
+        "artefact",
+        choices=("rules", "prometheus-rule", "dashboard"),
+        help="a Prometheus rules file, the same rules as a PrometheusRule, or the Grafana "
+        "dashboard JSON",
+    )
+    monitoring.set_defaults(run=_monitoring)
     return parser
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal, Self, TypeVar
 import pytest
 import yaml
 
+from proxmox_vm_operator.sandbox.children import free_ports
 from proxmox_vm_operator.sandbox.kubeapi import write_kubeconfig
 from proxmox_vm_operator.simulator import Simulator
 
@@ -67,15 +68,6 @@ def kubectl_binary() -> str:
             pytest.fail("kubectl is required in CI (CI=true) but is not on PATH")
         pytest.skip("kubectl is not installed")
     return binary
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports that were free a moment ago (all held open while choosing)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def _port_open(port: int) -> bool:

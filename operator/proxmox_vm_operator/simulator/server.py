@@ -48,8 +48,12 @@ class Simulator:
         auth_failure_delay: float = 0.0,
         seed: int | None = None,
         default_guest: GuestBehaviour | None = None,
+        tls_hosts: Iterable[str] = (),
     ) -> None:
+        """``tls_hosts``: more names the server certificate is valid for (besides ``host``,
+        127.0.0.1 and localhost), such as the DNS name clients reach it by."""
         self.host = host
+        self.tls_hosts = list(tls_hosts)
         self._requested_port = port
         self.port = port
         self.clock = SimClock(time_scale)
@@ -89,7 +93,7 @@ class Simulator:
         directory = self._cert_dir
         if directory is None:
             directory = self._own_cert_dir = Path(tempfile.mkdtemp(prefix="pve-sim-"))
-        self.certificates = write_certificates(directory, [self.host])
+        self.certificates = write_certificates(directory, [*self.tls_hosts, self.host])
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ssl.load_cert_chain(self.certificates.cert_file, self.certificates.key_file)
 
