@@ -29,7 +29,17 @@ from .domain.conditions import (
     set_readiness,
 )
 from .domain.destroy import Event, Outcome, effective_mode
-from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyStatus, Phase, parse_time
+from .domain.model import (
+    FINALIZER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    DestroyStatus,
+    DestroyStep,
+    ObservedPower,
+    Phase,
+    parse_time,
+)
 
 DRIFT_CHECK_SECONDS = 60.0
 # The operator's own registry: kopf's default one is process-global and replaceable.
@@ -165,6 +175,9 @@ def _report_destroy(
     patch.status["observedGeneration"] = meta.get("generation")
     if record is not None:
         patch.status["destroy"] = record.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if record.step in (DestroyStep.DELETING_VM, DestroyStep.VERIFYING_ABSENCE):
+            # Those steps come only after the VM was seen stopped: say so in the POWER column.
+            patch.status["powerState"] = ObservedPower.STOPPED.value
         conditions = set_condition(
             conditions,
             DELETING,

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .domain.destroy import StallReason
-from .domain.model import DestroyStep, Phase
+from .domain.conditions import Progress
+from .domain.destroy import Outcome, StallReason
+from .domain.model import DestroyMode, DestroyStep, Phase
 from .proxmox import ApiCall
 
 # The bounded label values of the gauges that count objects: each is exported from the start.
@@ -18,6 +19,7 @@ STEPS = tuple(s.value for s in DestroyStep)
 STALL_REASONS = tuple(r.value for r in StallReason)
 
 DESTROY_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
+TASK_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 destroy_duration = Histogram(
     "proxmoxvm_destroy_duration_seconds",
@@ -60,10 +62,27 @@ reconciles = Counter(
 objects = Gauge("proxmoxvm_objects", "ProxmoxVM objects the operator watches, by phase.", ["phase"])
 task_duration = Histogram(
     "proxmox_task_duration_seconds",
-    "Proxmox tasks started by the operator, by type and final status.",
+    "Proxmox tasks started by the operator, by type and final status (until the operator saw "
+    "the end: its polls add up to a few seconds).",
     ["type", "status"],
-    buckets=DESTROY_BUCKETS,
+    buckets=TASK_BUCKETS,
 )
+
+
+def _export_known_label_sets() -> None:
+    """A labelled counter or histogram has no series before its first event, so Prometheus's
+    first sample already holds that event and rate()/increase() never count it. Export every
+    bounded label set at zero from the start."""
+    for mode in DestroyMode:
+        for outcome in Outcome:
+            destroy_duration.labels(mode.value, outcome.value)
+    for reason in StallReason:
+        destroy_errors.labels(reason.value)
+    for progress in Progress:
+        reconciles.labels(progress.value)
+
+
+_export_known_label_sets()
 
 
 def observe_task(task_type: str, ok: bool, seconds: float) -> None:

@@ -75,6 +75,10 @@ def test_apply_creates_starts_and_reports_a_blank_vm(cluster: Cluster) -> None:
     about = [e for e in events if dig(e, "involvedObject.uid") == uid]
     assert {"Creating", "Starting"} <= {e["reason"] for e in about}, about
     assert all(e["type"] == "Normal" for e in about), about
+    # kubectl describe's "From" column names the operator, not kopf's default "kopf"/"dev".
+    assert {dig(e, "source.component") for e in about} == {"proxmox-vm-operator"}, about
+    assert {e.get("reportingComponent") for e in about} == {"proxmox-vm-operator"}, about
+    assert all(e.get("reportingInstance") not in (None, "", "dev") for e in about), about
     order = reasons(cluster, "web-1")
     assert order.index("Creating") < order.index("Starting"), order
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 from proxmoxer.core import ResourceException
@@ -230,3 +232,23 @@ def test_a_failed_task_tells_whether_a_lock_was_the_cause(
     assert (error.upid, error.exitstatus) == (UPID, exitstatus)
     assert (error.cause, error.lock) == (cause, lock)
     assert error.failed_on_lock is (cause is ErrorKind.LOCKED)
+
+
+def test_a_refused_connection_reads_as_its_cause_naming_the_endpoint() -> None:
+    """The message lands in conditions and events: the root cause and the host, without
+    urllib3's wrapper text repeated around it."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again below: nothing listens there
+    try:
+        requests.get(f"https://127.0.0.1:{port}/api2/json/version", timeout=5)
+    except requests.ConnectionError as exc:
+        error = classify(exc, request="GET /version")
+    else:
+        raise AssertionError("a connection to a closed port succeeded")
+    assert isinstance(error, UnreachableError)
+    assert error.message == (
+        f"GET /version: connection failed: 127.0.0.1:{port}: Failed to establish a new "
+        "connection: [Errno 111] Connection refused"
+    )
+    assert "Max retries" not in error.message and "Caused by" not in error.message

@@ -138,7 +138,8 @@ def _panels() -> list[list[Panel]]:
             _stat(
                 "Shutdown fallbacks in range",
                 "Graceful shutdowns that timed out and were forced, over the dashboard's range.",
-                f"sum(increase(proxmoxvm_destroy_fallback_total{J}[$__range]))",
+                # increase() extrapolates: round to whole fallbacks.
+                f"round(sum(increase(proxmoxvm_destroy_fallback_total{J}[$__range])))",
                 red_from=1,
             ),
         ],
@@ -223,8 +224,8 @@ def _panels() -> list[list[Panel]]:
         [
             _timeseries(
                 "Proxmox API latency by endpoint",
-                "p90 and p99 latency of Proxmox VE API calls, by method and templated path.",
-                *_quantiles(api, "method endpoint", (0.9, 0.99)),
+                "p99 latency of Proxmox VE API calls, by method and templated path.",
+                *_quantiles(api, "method endpoint", (0.99,)),
                 unit="s",
             ),
             _timeseries(

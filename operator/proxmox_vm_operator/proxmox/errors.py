@@ -199,9 +199,28 @@ def classify(
     if isinstance(exc, _OUR_REQUEST_BUGS):
         return RejectedError(text(f"request could not be sent ({type(exc).__name__}): {exc}"))
     if isinstance(exc, requests.exceptions.RequestException | OSError):
-        return UnreachableError(text(f"connection failed ({type(exc).__name__}): {exc}"))
+        return UnreachableError(text(f"connection failed: {_root_cause(exc)}"))
     # Anything else is unexpected; treating it as "retry later" is the safe direction.
     return UnreachableError(text(f"unexpected {type(exc).__name__}: {exc}"))
+
+
+_CONNECTION_PREFIX = re.compile(r"^HTTPS?Connection(?:Pool)?\(host='([^']*)', port=(\d+)\): ")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, without the wrapper's repetitions
+    ("HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)"): it ends up in
+    conditions and events, where a user reads it."""
+    inner: BaseException = exc
+    for _ in range(5):  # requests' error -> urllib3's MaxRetryError -> its reason
+        reason = getattr(inner, "reason", None)
+        if isinstance(reason, BaseException):
+            inner = reason
+        elif inner.args and isinstance(inner.args[0], BaseException):
+            inner = inner.args[0]
+        else:
+            break
+    return _CONNECTION_PREFIX.sub(r"\1:\2: ", str(inner)) or type(inner).__name__
 
 
 _OUR_REQUEST_BUGS = (

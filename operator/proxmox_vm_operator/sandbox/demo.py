@@ -639,6 +639,8 @@ def report_metrics(sandbox: Sandbox) -> None:
         return next((s.value for s in samples if (s.name, s.labels) == (name, labels)), 0.0)
 
     for sample in samples:
+        if not sample.value:
+            continue  # every bounded label set is exported from the start, most at zero
         labels = ",".join(f'{key}="{text}"' for key, text in sample.labels.items())
         series = f"{sample.name}{{{labels}}}" if labels else sample.name
         if sample.name == f"{DURATION}_count":
