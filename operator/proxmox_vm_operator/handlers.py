@@ -221,11 +221,10 @@ def _report_destroy(
         )
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
+def destroy_request(body: kopf.Body) -> DestroyRequest:
+    """What the destroyer needs of the object, as plain data."""
     meta = body.metadata
-    request = DestroyRequest(
+    return DestroyRequest(
         namespace=str(meta.namespace),
         name=str(meta.name),
         uid=str(meta.uid),
@@ -233,7 +232,12 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
         spec=dict(body.spec),
         status=dict(body.status),
     )
-    result = await runtime.destroyer.run_pass(request, _now())
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    result = await runtime.destroyer.run_pass(destroy_request(body), _now())
     _post(body, result.events)
     _report_destroy(body, patch, runtime, result)
     if result.fallback:

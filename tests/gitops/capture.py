@@ -47,7 +47,7 @@ import yaml
 from proxmox_vm_operator import handlers, metrics
 from proxmox_vm_operator.controller.budget import TaskBudget
 from proxmox_vm_operator.controller.connections import ClientPool
-from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass, DestroyRequest
+from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass
 from proxmox_vm_operator.controller.reconciler import ReconcilePass, Reconciler, ReconcileRequest
 from proxmox_vm_operator.domain.model import FINALIZER, format_time
 from proxmox_vm_operator.simulator import Simulator
@@ -218,15 +218,7 @@ class Lab:
         """One pass of the finalizer (``handlers.destroy``), persisted by the handlers' own
         ``_report_destroy`` (events and metrics aside)."""
         body = kopf.Body(cast(kopf.RawBody, vm.manifest()))
-        meta = body.metadata
-        request = DestroyRequest(
-            namespace=str(meta.namespace),
-            name=str(meta.name),
-            uid=str(meta.uid),
-            annotations=dict(meta.annotations),
-            spec=dict(body.spec),
-            status=dict(body.status),
-        )
+        request = handlers.destroy_request(body)
         result = await self.runtime.destroyer.run_pass(request, self.now())
         patch = kopf.Patch()
         with mock.patch.object(handlers, "_now", self.now):
