@@ -222,7 +222,14 @@ class _Pass:
             return await self._create(spec, client, int(vmid))
         ours = ownership_tag(self.request.uid)
         if ours not in found.tags:
+            if found.lock in ("create", "clone"):
+                # Still being made: its tags (whose it is) are final only once the task ends.
+                return self._progress(
+                    "Waiting", f"VM {vmid} on {found.node} is being made ({found.lock}); waiting"
+                )
             claimed = sorted(t for t in found.tags if t.startswith(OWNERSHIP_TAG_PREFIX))
+            if claimed and spec.vmid is None:
+                return await self._reassign_vmid(spec, client, found, claimed)
             if claimed:
                 # Another object owns it: adopt never takes a VM from its owner.
                 return self.not_ready(
@@ -247,6 +254,20 @@ class _Pass:
                 "VMLocked", f"VM {vmid} is locked ({found.lock})", retry=5.0, status="Unknown"
             )
         return await self._converge(spec, client, found)
+
+    async def _reassign_vmid(
+        self, spec: ProxmoxVMSpec, client: ProxmoxClient, found: VmResource, claimed: list[str]
+    ) -> ReconcilePass:
+        """The VMID came from /cluster/nextid, which reserves nothing: objects created together
+        all get the same one, and the first create wins it. A VM carrying another object's
+        tag was never ours, so taking the next free VMID can leak nothing."""
+        vmid = await client.next_vmid()
+        self.result.status.update({"vmid": vmid, "phase": Phase.PROVISIONING.value})
+        message = (
+            f"VM {found.vmid} went to another object ({', '.join(claimed)}) first; "
+            f"VM {vmid} will be created on {spec.node}"
+        )
+        return self._progress("Provisioning", message, Event("Normal", "VMIDReassigned", message))
 
     async def _follow_task(
         self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int, task: Mapping[str, Any]
