@@ -424,6 +424,19 @@ class _Pass:
             message += (
                 f"; cannot change in place (left as they are): {', '.join(changes.unsupported)}"
             )
+        if client.settings.insecure_skip_tls_verify:
+            message += "; TLS is not verified (the Secret sets insecureSkipTLSVerify)"
+            previous = find(self.request.status.get("conditions") or [], READY)
+            if previous is None or previous.get("status") != "True":
+                self.result.events.append(
+                    Event(
+                        "Warning",
+                        "InsecureTLS",
+                        f"the Secret {self.request.namespace}/{spec.connection_ref.name} sets "
+                        "insecureSkipTLSVerify: Proxmox VE's certificate is not checked; set "
+                        "caCert instead",
+                    )
+                )
         self._ready(Progress.READY, "True", "Reconciled", message)
         return self.result
 
