@@ -198,3 +198,32 @@ def test_a_signal_mid_story_stops_everything_cleanly(
     assert "checks held" not in output and "Where to look next" not in output
     assert "[FAILED]" not in output  # an interrupted act is not a failed one
     assert_nothing_left(output)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_keep_running_leaves_a_sandbox_the_printed_commands_work_in(
+    run_demo: type[Demo],
+) -> None:
+    demo = run_demo("--non-interactive", "--keep-running")
+    line = demo.wait_for_line("export KUBECONFIG=", timeout=STORY_TIMEOUT)
+    env = {**os.environ, "KUBECONFIG": line.split("export KUBECONFIG=", 1)[1].strip()}
+    samples = demo.wait_for_line("kubectl apply -f ", timeout=5).split("kubectl apply -f ")[1]
+
+    def kubectl(*args: str) -> str:
+        result = subprocess.run(
+            [kubectl_binary(), *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    # The commands as printed: the sample VMs come back, in the kubeconfig's namespace.
+    kubectl("apply", "-f", samples.split()[0])
+    kubectl("wait", "--for=jsonpath={.status.phase}=Running", "proxmoxvm/web-1", "--timeout=30s")
+    assert "web-1" in kubectl("get", "proxmoxvms")
+    assert demo.process.poll() is None  # still up after the story
+
+    os.killpg(demo.process.pid, signal.SIGINT)  # Ctrl-C: the way to end it
+    code, output = demo.finish(STOP_TIMEOUT)
+    assert code == 0, output  # the story held; ending the sandbox is no failure
+    assert "checks held" in output
+    assert_nothing_left(output)
