@@ -75,7 +75,7 @@ def test_a_missing_secret_is_reported_and_picked_up_once_created(cluster: Cluste
     assert cluster.sim.requests == []
 
     apply_secret(cluster, "pve-later", cluster.token_secret)
-    # The pass after a missing Secret is scheduled 30 s later: nothing watches Secrets.
+    # Nothing watches Secrets: the operator looks again after 2, 4, 8, 16, then every 30 s.
     vm = wait_phase(cluster, "web-1", "Running", timeout=45)
     assert dig(vm, "status.vmid") == 600 and cluster.sim.vm(600) is not None
     assert {r.user for r in cluster.sim.requests} == {cluster.token_id}

@@ -67,3 +67,13 @@ async def test_an_outage_while_a_create_task_runs_keeps_the_task_and_creates_onc
     await driver.settle()
     assert driver.ready["status"] == "True"
     assert len([r for r in driver.writes() if r.path == "/nodes/pve1/qemu"]) == 1
+
+
+async def test_a_missing_secret_is_looked_for_again_soon_then_every_30_seconds(
+    secrets: FakeSecrets, make_driver: Callable[..., Driver]
+) -> None:
+    """GitOps often applies the Secret a moment after the VM, and nothing watches Secrets."""
+    secrets.remove()
+    driver = make_driver()
+    records = [await driver.step() for _ in range(7)]
+    assert [r.result.retry_after for r in records] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]

@@ -34,6 +34,7 @@ from .connections import ClientPool, ConnectionUnavailable
 from .observe import observe_task
 
 AFTER_CALL = 1.0
+SECRET_RECHECK_CAP = 30.0
 POWER_OFF_TIMEOUT = 60
 
 
@@ -85,8 +86,12 @@ class Reconciler:
             client = await self.pool.client(request.namespace, spec.connection_ref.name)
         except ConnectionUnavailable as exc:
             # Not stalled: GitOps often applies the Secret (or an external-secrets object
-            # that makes it) alongside the VM, and Flux would fail fast on Stalled.
-            return step.not_ready("ConnectionUnavailable", str(exc), retry=30.0)
+            # that makes it) alongside the VM, and Flux would fail fast on Stalled. Nothing
+            # watches Secrets, so look again soon first (2, 4, 8 s...), then every 30 s.
+            attempt = self._failures.get(request.uid, 0)
+            self._failures[request.uid] = attempt + 1
+            retry = min(SECRET_RECHECK_CAP, backoff(attempt + 1))
+            return step.not_ready("ConnectionUnavailable", str(exc), retry=retry)
         try:
             result = await step.run(spec, client)
         except ProxmoxError as exc:
