@@ -162,9 +162,7 @@ async def check_drift(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -
 # -------------------------------------------------------------------------------- destroy
 
 
-def _report_destroy(
-    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, result: DestroyPass
-) -> None:
+def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> None:
     meta = body.metadata
     now = _now()
     conditions = list(body.status.get("conditions") or [])
@@ -210,15 +208,7 @@ def _report_destroy(
     patch.status["conditions"] = conditions
     if result.error is not None:
         metrics.destroy_errors.labels(result.error.value).inc()
-    if record is not None and not result.done:
-        started = parse_time(record.started_at)
-        runtime.tracker.update(
-            str(meta.namespace),
-            str(meta.name),
-            started.timestamp(),
-            record.step.value,
-            stalled.value if stalled else None,
-        )
+    # The destroy gauges follow this status once the watch shows it (track_objects).
 
 
 def destroy_request(body: kopf.Body) -> DestroyRequest:
@@ -239,7 +229,7 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
     runtime: Runtime = memo.runtime
     result = await runtime.destroyer.run_pass(destroy_request(body), _now())
     _post(body, result.events)
-    _report_destroy(body, patch, runtime, result)
+    _report_destroy(body, patch, result)
     if result.fallback:
         metrics.destroy_fallbacks.inc()
     if result.done:

@@ -222,7 +222,7 @@ class Lab:
         result = await self.runtime.destroyer.run_pass(request, self.now())
         patch = kopf.Patch()
         with mock.patch.object(handlers, "_now", self.now):
-            handlers._report_destroy(body, patch, self.runtime, result)
+            handlers._report_destroy(body, patch, result)
         merge_patch(vm.status, patch.get("status", {}))
         return result
 

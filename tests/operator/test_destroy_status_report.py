@@ -32,13 +32,8 @@ def _body(generation: int = 3) -> kopf.Body:
 
 def _report(step: DestroyStep) -> dict[str, Any]:
     record = DestroyStatus(startedAt="2030-01-01T12:00:01Z", mode=DestroyMode.STOP, step=step)
-    runtime = handlers.Runtime(
-        reconciler=cast(Any, None),
-        destroyer=cast(Any, None),
-        tracker=handlers.metrics.DestroyTracker(),
-    )
     patch = kopf.Patch()
-    handlers._report_destroy(_body(), patch, runtime, DestroyPass(record, retry_after=1.0))
+    handlers._report_destroy(_body(), patch, DestroyPass(record, retry_after=1.0))
     return dict(patch["status"])
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from .driver import Driver, FakeSecrets
 
 
+# urllib3 warns about every unverified request: that is the very setting under test.
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 async def test_an_unverified_endpoint_is_reported_in_ready_and_by_one_warning(
     secrets: FakeSecrets, make_driver: Callable[..., Driver]
 ) -> None:
