@@ -574,15 +574,24 @@ def act_shutdown_fallback(sandbox: Sandbox) -> list[Check]:
     return expectations.shutdown_fallback(record, timeout_seconds=SHUTDOWN_TIMEOUT)
 
 
+SIM_CLOCK_STOPPED = 0.001  # a simulated millisecond per real second
+
+
 def act_outage(sandbox: Sandbox) -> list[Check]:
     timeline, sim, sample = sandbox.timeline, sandbox.sim, WEB
     watch = Watch(sandbox, sample)
     timeline.section("Act 3: Proxmox goes away in the middle of a destroy")
     timeline.say(f"{sample.name} has the default policy; Proxmox goes away once the stop is sent.")
-    sandbox.kubectl("delete", "proxmoxvm", sample.name, "--wait=false")
-    timeline.mark(f"$ kubectl delete proxmoxvm {sample.name} --wait=false")
-    watch.until("the operator's stop call", lambda: watch.record.calls_to("stop"))
-    sim.make_unreachable(Unreachable.REFUSE)
+    # The simulated clock stands still until the outage, so the stop task is still running
+    # when Proxmox goes away, however slowly this machine gets to cut it off.
+    sim.set_time_scale(SIM_CLOCK_STOPPED)
+    try:
+        sandbox.kubectl("delete", "proxmoxvm", sample.name, "--wait=false")
+        timeline.mark(f"$ kubectl delete proxmoxvm {sample.name} --wait=false")
+        watch.until("the operator's stop call", lambda: watch.record.calls_to("stop"))
+        sim.make_unreachable(Unreachable.REFUSE)
+    finally:
+        sim.set_time_scale(1.0)
     timeline.mark("Proxmox VE API unreachable: every connection refused")
     try:
         watch.until(
