@@ -14,7 +14,6 @@ import os
 import pathlib
 import secrets
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +22,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, TypeVar
 
-import pytest
 import yaml
 
 from proxmox_vm_operator.sandbox.children import free_ports
 from proxmox_vm_operator.sandbox.kubeapi import write_kubeconfig
 from proxmox_vm_operator.simulator import Simulator
+
+from ..tools import require_tool
 
 T = TypeVar("T")
 
@@ -62,12 +62,7 @@ def _guarded(command: Sequence[str]) -> list[str]:
 
 def kubectl_binary() -> str:
     """kubectl on PATH; without it the e2e tests skip, or fail when CI=true."""
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is required in CI (CI=true) but is not on PATH")
-        pytest.skip("kubectl is not installed")
-    return binary
+    return require_tool("kubectl")
 
 
 def _port_open(port: int) -> bool:
@@ -135,6 +130,12 @@ class Kubectl:
 # ----------------------------------------------------------------- the Kubernetes API emulator
 
 
+def install_crd(kubectl: Kubectl) -> None:
+    """The ProxmoxVM CRD, applied and established: what every sandbox API starts with."""
+    kubectl("apply", "-f", str(CRD_FILE))
+    kubectl("wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=10s")
+
+
 class KubeAPI:
     """`python -m proxmox_vm_operator.sandbox.kubeapi` as a child process, with the CRD applied.
 
@@ -173,9 +174,7 @@ class KubeAPI:
                     raise RuntimeError(f"the Kubernetes API emulator did not start:\n{self.log()}")
                 time.sleep(0.02)
             self.url = url
-            kubectl = self.kubectl(self.workdir / "kube-cache")
-            kubectl("apply", "-f", str(CRD_FILE))
-            kubectl("wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=10s")
+            install_crd(self.kubectl(self.workdir / "kube-cache"))
         except BaseException:
             self.stop()
             raise

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import IO, Any
 
 import pytest
 
+from ..tools import require_tool
 from .helpers import FINALIZER, MANIFESTS, KubeAPIProcess
 
 RELEASE = '{"metadata":{"finalizers":null}}'
@@ -53,11 +52,7 @@ def read_until(stream: IO[str] | None, text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is required in CI (CI=true) but is not on PATH")
-        pytest.skip("kubectl is not installed")
+    binary = require_tool("kubectl")
     workdir = tmp_path_factory.mktemp("kubectl")
     server = KubeAPIProcess(workdir)
     kubectl = Kubectl(binary, server.kubeconfig, workdir / "cache")

@@ -18,7 +18,7 @@ from typing import Any, Self
 import pytest
 
 from proxmox_vm_operator.sandbox.kubeapi import KubeAPIServer
-from tests.e2e.harness import CRD_FILE, CRD_NAME, Kubectl, kubectl_binary
+from tests.e2e.harness import Kubectl, install_crd, kubectl_binary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +50,7 @@ class RecordingKubeAPI:
         self.url = self.server.url
         try:
             self.server.write_kubeconfig(self.workdir / "kubeconfig")
-            kubectl = self.kubectl(self.workdir / "kube-cache")
-            kubectl("apply", "-f", str(CRD_FILE))
-            kubectl("wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=10s")
+            install_crd(self.kubectl(self.workdir / "kube-cache"))
         except BaseException:
             self.stop()
             raise
