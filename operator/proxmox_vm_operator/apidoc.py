@@ -120,6 +120,9 @@ _DELETING_MEANINGS = {
 _STALL_MEANINGS = {
     StallReason.PROXMOX_UNREACHABLE: "Proxmox VE cannot be reached or refuses the token. "
     "The VM is never assumed gone: the finalizer stays and the operator keeps retrying.",
+    StallReason.PERMISSION_DENIED: "Proxmox VE answered 403: the token lacks a privilege on the "
+    "VM (the message names the path and privilege). Never taken for the VM being gone; grant "
+    "the privilege and the destroy goes on.",
     StallReason.VM_LOCKED: "The VM has a configuration lock (backup, clone, migrate). The "
     "operator waits; it never uses `skiplock`.",
     StallReason.PROTECTED: "The VM has `protection=1`. Remove the protection in Proxmox VE.",

@@ -25,6 +25,7 @@ from .domain.conditions import (
     DELETING_REASONS,
     DELETION_STALLED,
     Progress,
+    find,
     set_condition,
     set_readiness,
 )
@@ -38,6 +39,7 @@ from .domain.model import (
     DestroyStep,
     ObservedPower,
     Phase,
+    destroy_status_patch,
     parse_time,
 )
 
@@ -172,7 +174,7 @@ def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> 
     # observedGeneration would otherwise read the status as stale.
     patch.status["observedGeneration"] = meta.get("generation")
     if record is not None:
-        patch.status["destroy"] = record.model_dump(by_alias=True, exclude_none=True, mode="json")
+        patch.status["destroy"] = destroy_status_patch(record)
         if record.step in (DestroyStep.DELETING_VM, DestroyStep.VERIFYING_ABSENCE):
             # Those steps come only after the VM was seen stopped: say so in the POWER column.
             patch.status["powerState"] = ObservedPower.STOPPED.value
@@ -186,6 +188,25 @@ def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> 
             generation=meta.get("generation"),
         )
     stalled = result.stalled
+    previous = find(conditions, DELETION_STALLED)
+    newly_stalled = stalled is not None and (
+        previous is None or previous.get("status") != "True" or previous.get("reason") != stalled
+    )
+    if newly_stalled:
+        assert stalled is not None
+        # The condition says it; an event makes it visible in `kubectl get events` and to
+        # anything that alerts on Warning events.
+        kopf.event(
+            body,
+            type="Warning",
+            reason=stalled.value,
+            message=f"the destroy is stalled: {result.message or stalled.value}",
+        )
+    if result.invalid_spec is not None:
+        result.message = (
+            f"{result.message or 'destroying'} (the spec is invalid, so the default policy "
+            f"applies: {result.invalid_spec})"
+        )
     # Ready and the kstatus pair speak for the deletion too, instead of the last reconcile.
     conditions = set_readiness(
         conditions,
@@ -219,7 +240,8 @@ def destroy_request(body: kopf.Body) -> DestroyRequest:
         name=str(meta.name),
         uid=str(meta.uid),
         annotations=dict(meta.annotations),
-        spec=dict(body.spec),
+        # Kept as it is: a spec that is not even an object must still be destroyable.
+        spec=body.get("spec"),
         status=dict(body.status),
     )
 
@@ -292,7 +314,7 @@ def _finished(
     if record is not None:
         mode = record.mode.value
     else:
-        mode = effective_mode(spec_for_destroy(body.spec), meta.annotations).value
+        mode = effective_mode(spec_for_destroy(body.get("spec")).spec, meta.annotations).value
     if deleted_at:
         since = parse_time(deleted_at)
         metrics.destroy_duration.labels(mode, outcome.value).observe(

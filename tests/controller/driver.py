@@ -3,9 +3,9 @@
 The driver does what kopf and the handlers in ``handlers.py`` do for a ProxmoxVM being deleted:
 it keeps the object (plain dicts, as kopf hands them over), calls ``Destroyer.run_pass`` with
 what the object holds, persists ``status.destroy`` exactly as ``handlers._report_destroy`` does
-(``record.model_dump(by_alias=True, exclude_none=True, mode="json")``, nothing else survives a
-pass) and runs the next pass ``retry_after`` seconds later, until the finalizer may go or a
-bound of passes is reached. Every pass is recorded: what it called in Proxmox, whether it
+(``destroy_status_patch``, applied as a merge patch; nothing else survives a pass) and runs
+the next pass ``retry_after`` seconds later, until the finalizer may go or a bound of passes
+is reached. Every pass is recorded: what it called in Proxmox, whether it
 reported a stall, its events.
 
 Time. One simulated clock serves both sides. The simulator runs with ``time_scale=FROZEN``
@@ -38,7 +38,8 @@ from proxmox_vm_operator.controller.budget import TaskBudget
 from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass, DestroyRequest
 from proxmox_vm_operator.domain.destroy import Event, Outcome, StallReason
-from proxmox_vm_operator.domain.model import FINALIZER
+from proxmox_vm_operator.domain.model import FINALIZER, destroy_status_patch
+from proxmox_vm_operator.sandbox.apimachinery import merge_patch
 from proxmox_vm_operator.simulator.api import RecordedRequest
 from proxmox_vm_operator.simulator.server import Simulator
 
@@ -82,12 +83,16 @@ class Operator:
         self.stall_after = stall_after
         self.per_node = per_node
         self.restarts = 0
+        # The driver's clock once a Driver takes this operator (it reads the time after calls).
+        self.clock: Callable[[], datetime.datetime] = lambda: T0
         self._start()
 
     def _start(self) -> None:
         self.pool = ClientPool(secret_reader=self.secrets)
         self.budget = TaskBudget(per_node=self.per_node)
-        self.destroyer = Destroyer(self.pool, self.budget, stall_after=self.stall_after)
+        self.destroyer = Destroyer(
+            self.pool, self.budget, stall_after=self.stall_after, clock=self.clock
+        )
 
     def restart(self) -> None:
         self.pool.close()
@@ -233,6 +238,8 @@ class Driver:
     def __init__(self, sim: Simulator, operator: Operator) -> None:
         self.sim = sim
         self.operator = operator
+        operator.clock = self.now
+        operator.destroyer.clock = self.now
         self.elapsed = 0.0
         self.destroys: list[Destroy] = []
         self._seen = len(sim.requests)
@@ -297,12 +304,13 @@ class Driver:
 
     @staticmethod
     def _persist(destroy: Destroy, result: DestroyPass) -> dict[str, Any] | None:
-        """What handlers._report_destroy writes to the status; the rest of a pass is lost."""
-        destroy.status["phase"] = "Deleting"
+        """What handlers._report_destroy writes to the status, applied as the API server
+        applies kopf's patch: an RFC 7386 merge patch, where an omitted field is kept and only
+        an explicit null clears one. The rest of a pass is lost."""
+        patch: dict[str, Any] = {"phase": "Deleting"}
         if result.record is not None:
-            destroy.status["destroy"] = result.record.model_dump(
-                by_alias=True, exclude_none=True, mode="json"
-            )
+            patch["destroy"] = destroy_status_patch(result.record)
+        destroy.obj["status"] = merge_patch(destroy.status, patch)
         return destroy.record
 
     async def run(

@@ -45,7 +45,7 @@ async def test_shutdown_times_out_and_a_forced_stop_follows_after_the_deadline(
     assert len(calls(requests, "delete", VMID)) == 1
     assert destroy.record is not None
     assert destroy.record["fallbackUsed"] is True
-    assert destroy.record["shutdownDeadline"] == "2026-03-01T12:00:03Z"
+    assert destroy.record["shutdownDeadline"] == "2026-03-01T12:00:03.000000Z"
     assert "ShutdownTimedOut" in destroy.warnings()
     assert sum(p.action == "stop" for p in destroy.passes) == 1
     fallback_passes = [

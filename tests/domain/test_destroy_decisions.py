@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from proxmox_vm_operator.domain.destroy import (
+    DESTROY_RETRY_CAP,
     DeleteVM,
     DestroyContext,
     Outcome,
@@ -25,6 +26,7 @@ from proxmox_vm_operator.domain.destroy import (
     call_failed,
     decide,
     ownership_tag,
+    shutdown_accepted,
 )
 from proxmox_vm_operator.domain.model import DestroyStatus, DestroyStep, ProxmoxVMSpec
 
@@ -130,8 +132,9 @@ def test_unreachable_proxmox_backs_off_with_a_cap_and_reports_a_stall_after_stal
         assert isinstance(decision.action, Wait)
         waits.append(decision.action)
         record = decision.record
-    assert [w.seconds for w in waits][:4] == [2.0, 4.0, 8.0, 16.0]
-    assert max(w.seconds for w in waits) == 60.0
+    assert [w.seconds for w in waits][:4] == [2.0, 4.0, 8.0, 15.0]
+    # Capped low, so a cleared fault is noticed within seconds.
+    assert max(w.seconds for w in waits) == DESTROY_RETRY_CAP == 15.0
     assert waits[0].stalled is None
     assert waits[-1].stalled is StallReason.PROXMOX_UNREACHABLE
     # Every one of them is an error for the errors counter, stalled yet or not.
@@ -192,7 +195,29 @@ def test_shutdown_policy_asks_for_a_shutdown_bounded_by_the_timeout() -> None:
     assert decision.action == PowerOff("pve1", PowerOffMethod.SHUTDOWN, 90)
     assert decision.record is not None
     assert decision.record.step is DestroyStep.WAITING_FOR_SHUTDOWN
-    assert decision.record.shutdown_deadline == "2026-11-26T12:01:30Z"
+    # The deadline is set when Proxmox accepts the shutdown, not when it is decided.
+    assert decision.record.shutdown_deadline is None
+
+
+def test_the_guest_gets_the_whole_timeout_from_the_moment_proxmox_accepts_the_shutdown() -> None:
+    """Counted from the acceptance, to the microsecond: a deadline counted from the pass and
+    cut to whole seconds gave the guest 2.3 s of 3."""
+    the_spec = spec(mode="Shutdown", shutdownTimeoutSeconds=3)
+    decision = decide(ctx(the_spec, seconds=0.7), running(), None)
+    assert decision.action == PowerOff("pve1", PowerOffMethod.SHUTDOWN, 3)
+    assert decision.record is not None
+    accepted_at = T0 + datetime.timedelta(seconds=1.2)  # the call took half a second
+    record = with_task(shutdown_accepted(decision.record, accepted_at, 3))
+    assert record.shutdown_deadline == "2026-11-26T12:00:04.200000Z"
+    # Still waiting a moment before the promised time...
+    early = decide(ctx(the_spec, record=record, seconds=4.19), running(), RUNNING)
+    assert isinstance(early.action, Wait)
+    assert early.action.seconds <= 0.5 + 1e-9  # ...and looks again right at the deadline
+    # ...and forcing the stop once it is over.
+    late = decide(ctx(the_spec, record=record, seconds=4.2), running(), RUNNING)
+    assert late.action == PowerOff("pve1", PowerOffMethod.STOP)
+    # A shutdown sent again later does not move the deadline.
+    assert shutdown_accepted(record, accepted_at + datetime.timedelta(seconds=9), 3) == record
 
 
 def test_shutdown_waits_for_its_task_until_the_deadline() -> None:
@@ -298,12 +323,29 @@ def test_successful_delete_then_absence_releases_as_deleted() -> None:
     assert decision.action == Release(Outcome.DELETED)
 
 
-def test_vm_still_listed_after_its_delete_task_is_verified_not_deleted_again() -> None:
+def test_vm_still_there_unlocked_after_its_delete_task_is_deleted_again() -> None:
+    """A VM seen after its delete ended OK, with no destroy lock, was not deleted (the task
+    was another one, or the record was lost): waiting would wait for nothing."""
     record = with_task(decide(ctx(), stopped(), None).record)
     decision = decide(ctx(record=record, seconds=3), stopped(), OK)
-    assert isinstance(decision.action, Wait)
+    assert isinstance(decision.action, DeleteVM)
     assert decision.record is not None
-    assert decision.record.step is DestroyStep.VERIFYING_ABSENCE
+    assert decision.record.step is DestroyStep.DELETING_VM
+
+
+def test_vm_whose_delete_task_still_runs_is_followed_even_with_its_tags_gone() -> None:
+    """Proxmox's destroy rewrites the config to only "lock: destroyed" before removing it:
+    no tags, yet it is ours, being deleted; never NotOwned."""
+    record = with_task(decide(ctx(), stopped(), None).record)
+    mid_delete = stopped(tags=frozenset(), lock="destroyed")
+    for observed in (RUNNING, OK):
+        decision = decide(ctx(record=record, seconds=3), mid_delete, observed)
+        assert isinstance(decision.action, Wait), decision
+        assert decision.action.stalled is None
+        assert not any(e.reason == "NotOwned" for e in decision.events)
+    # Its config still intact in the first phase (volumes being freed): followed as well.
+    decision = decide(ctx(record=record, seconds=3), stopped(tags=frozenset()), RUNNING)
+    assert isinstance(decision.action, Wait)
 
 
 def test_vm_being_deleted_by_proxmox_is_waited_for() -> None:
@@ -355,7 +397,8 @@ def test_vm_still_being_created_by_this_object_is_waited_for_not_released() -> N
     )
     decision = decide(provisioning, being_created, None)
     assert isinstance(decision.action, Wait)
-    assert decision.action.stalled is StallReason.VM_LOCKED
+    assert decision.action.stalled is None
+    assert "being provisioned" in decision.message
     finished_clone = stopped(tags=frozenset({"template-tag"}))
     later = DestroyContext(
         now=T0,
@@ -368,6 +411,63 @@ def test_vm_still_being_created_by_this_object_is_waited_for_not_released() -> N
         provisioned_by_us=True,
     )
     assert isinstance(decide(later, finished_clone, None).action, DeleteVM)
+
+
+def test_vm_under_a_create_lock_is_waited_for_even_without_our_record_of_the_create() -> None:
+    """The operator died between the create call and the status write: the VM at our VMID
+    has no tags until its create ends. It is waited for, never judged NotOwned."""
+    being_created = stopped(tags=frozenset(), lock="create")
+    decision = decide(ctx(), being_created, None)
+    assert isinstance(decision.action, Wait)
+    assert not decision.events
+    finished = stopped()  # the create ended and tagged it as ours
+    assert isinstance(decide(ctx(record=decision.record), finished, None).action, DeleteVM)
+    # A create that never ends is reported once it lasts, not waited for in silence.
+    late = decide(ctx(record=decision.record, seconds=601), being_created, None)
+    assert isinstance(late.action, Wait)
+    assert late.action.stalled is StallReason.TAKING_TOO_LONG
+
+
+def test_a_failed_call_counts_one_failure_so_retries_come_2_4_8_seconds_apart() -> None:
+    record = None
+    waits = []
+    for second in (0, 2, 6):
+        first = decide(ctx(record=record, seconds=second), running(), None)
+        failed = call_failed(ctx(seconds=second), first, StallReason.TASK_FAILED, "500")
+        assert isinstance(failed.action, Wait)
+        waits.append(failed.action.seconds)
+        record = failed.record
+    assert waits == [2.0, 4.0, 8.0]
+    assert record is not None and record.failures == 3 and record.attempts == 3
+
+
+def test_a_stall_is_reported_on_time_even_while_backing_off() -> None:
+    """With --stall-after 5 a retry is never scheduled past the fifth second."""
+    record = None
+    reported_at = None
+    second = 0.0
+    for _ in range(10):
+        context = DestroyContext(
+            T0 + datetime.timedelta(seconds=second), UID, spec(), {}, 120, record, stall_after=5
+        )
+        decision = decide(context, VMUnreachable("refused"), None)
+        assert isinstance(decision.action, Wait)
+        if decision.action.stalled is not None:
+            reported_at = second
+            break
+        record = decision.record
+        second += decision.action.seconds
+    assert reported_at == 5.0
+
+
+def test_a_403_on_the_lookup_is_a_permission_denied_stall_never_an_absence() -> None:
+    denied = VMUnreachable(
+        "403 Permission check failed (/vms/120, VM.Audit)", StallReason.PERMISSION_DENIED
+    )
+    decision = decide(ctx(), denied, None)
+    assert isinstance(decision.action, Wait)
+    assert decision.action.stalled is StallReason.PERMISSION_DENIED
+    assert decision.action.error is StallReason.PERMISSION_DENIED
 
 
 def test_adopt_never_lets_a_destroy_take_a_vm_another_object_owns() -> None:

@@ -27,6 +27,7 @@ from proxmox_vm_operator.domain.destroy import (
     Wait,
     decide,
     ownership_tag,
+    shutdown_accepted,
 )
 from proxmox_vm_operator.domain.model import DestroyStatus, ProxmoxVMSpec
 
@@ -97,6 +98,10 @@ def run_destroy(spec: ProxmoxVMSpec, cluster: HungGuestCluster) -> tuple[Outcome
             assert record is not None
             record = record.model_copy(update={"task_upid": cluster.call(action)})
             cluster.now += 0.5
+            if isinstance(action, PowerOff) and action.timeout_seconds is not None:
+                # As the destroyer does: the guest's time counts from the acceptance.
+                accepted = T0 + datetime.timedelta(seconds=cluster.now)
+                record = shutdown_accepted(record, accepted, action.timeout_seconds)
         else:
             assert isinstance(action, Wait)
             cluster.now += action.seconds

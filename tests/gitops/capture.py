@@ -155,7 +155,7 @@ class Lab:
         budget = TaskBudget(TASKS_PER_NODE)
         self.runtime = handlers.Runtime(
             reconciler=Reconciler(self.pool, budget),
-            destroyer=Destroyer(self.pool, budget, stall_after=STALL_AFTER),
+            destroyer=Destroyer(self.pool, budget, stall_after=STALL_AFTER, clock=self.now),
             tracker=metrics.DestroyTracker(),
         )
         self.elapsed = 0.0

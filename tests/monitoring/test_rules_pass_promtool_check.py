@@ -37,6 +37,7 @@ def test_rules_with_thresholds_of_seconds_pass_promtool_check(tmp_path: Path) ->
         deletion_stuck_seconds=5,
         deletion_stuck_for="2s",
         destroy_stalled_for="1s",
+        permission_denied_for="1s",
         fallback_count=1,
         fallback_window="30s",
         unreachable_window="10s",

@@ -29,6 +29,7 @@ def observed(secret_data: dict[str, str], calls: list[ApiCall]) -> ProxmoxClient
 async def test_endpoints_are_templates_without_ids(
     fake_pve: FakePve, observed: ProxmoxClient, calls: list[ApiCall]
 ) -> None:
+    fake_pve.reply("GET", "/version", Reply(data={"version": "9.1.1", "release": "9.1"}))
     fake_pve.reply("POST", "/nodes/pve1/qemu/1201/status/stop", Reply(data=UPID))
     fake_pve.reply(
         "GET",
@@ -39,6 +40,7 @@ async def test_endpoints_are_templates_without_ids(
         upid = await observed.stop_vm("pve1", 1201, overrule_shutdown=True)
         await observed.wait_task(upid, timeout=5)
     assert [(c.method, c.endpoint, c.status_code) for c in calls] == [
+        ("GET", "/version", 200),
         ("POST", "/nodes/{node}/qemu/{vmid}/status/stop", 200),
         ("GET", "/nodes/{node}/tasks/{upid}/status", 200),
     ]

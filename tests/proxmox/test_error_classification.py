@@ -93,8 +93,9 @@ def test_locked_carries_the_lock_name_or_none_for_the_lock_file() -> None:
         "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
     ],
 )
-def test_auth_failures_are_unauthorized_never_absent(code: int, message: str) -> None:
-    assert classify(pve_error(code, message)).kind is ErrorKind.UNAUTHORIZED
+def test_auth_failures_are_unauthorized_or_forbidden_never_absent(code: int, message: str) -> None:
+    expected = ErrorKind.FORBIDDEN if code == 403 else ErrorKind.UNAUTHORIZED
+    assert classify(pve_error(code, message)).kind is expected
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from proxmox_vm_operator.proxmox import ProxmoxClient, RejectedError, encode_params
 
-from .pve_wire import UPID, FakePve, Reply
+from .pve_wire import UPID, FakePve, Reply, in_turn
 
 
 def test_booleans_become_1_and_0_and_none_is_dropped() -> None:
@@ -34,12 +34,57 @@ async def test_a_clone_sends_full_as_1_in_the_form_body(
     }
 
 
+def _version(fake_pve: FakePve, version: str) -> None:
+    release = ".".join(version.split(".")[:2])
+    fake_pve.reply("GET", "/version", Reply(data={"version": version, "release": release}))
+
+
 async def test_a_forced_stop_sends_overrule_shutdown_1(
     fake_pve: FakePve, client: ProxmoxClient
 ) -> None:
+    _version(fake_pve, "8.2.2")
     fake_pve.reply("POST", "/nodes/pve1/qemu/100/status/stop", Reply(data=UPID))
     await client.stop_vm("pve1", 100, overrule_shutdown=True, timeout=30)
-    assert fake_pve.requests[0].form == {"overrule-shutdown": ["1"], "timeout": ["30"]}
+    stop = [r for r in fake_pve.requests if r.method == "POST"]
+    assert stop[0].form == {"overrule-shutdown": ["1"], "timeout": ["30"]}
+
+
+@pytest.mark.parametrize("version", ["7.4.17", "8.0.4", "8.1.10"])
+async def test_before_pve_8_2_a_forced_stop_is_a_plain_stop(
+    fake_pve: FakePve, client: ProxmoxClient, version: str
+) -> None:
+    """qemu-server knows overrule-shutdown since 8.1.2 (PVE 8.2); older ones refuse it."""
+    _version(fake_pve, version)
+    fake_pve.reply("POST", "/nodes/pve1/qemu/100/status/stop", Reply(data=UPID))
+    await client.stop_vm("pve1", 100, overrule_shutdown=True)
+    await client.stop_vm("pve1", 100, overrule_shutdown=True)
+    stops = [r for r in fake_pve.requests if r.method == "POST"]
+    assert [s.form for s in stops] == [{}, {}]
+    # The version is read once per connection, not per call.
+    assert len([r for r in fake_pve.requests if r.path.endswith("/version")]) == 1
+
+
+async def test_a_400_naming_overrule_shutdown_rereads_the_version_and_sends_a_plain_stop(
+    fake_pve: FakePve, client: ProxmoxClient
+) -> None:
+    """The cluster was downgraded (or the version was read from a newer node) since the
+    version was read: the refusal is not final, the stop goes out without the parameter."""
+    _version(fake_pve, "8.3.0")
+    assert await client.knows_overrule_shutdown()
+    _version(fake_pve, "8.1.4")
+    refusal = Reply(
+        400,
+        reason="Parameter verification failed.",
+        errors={
+            "overrule-shutdown": "property is not defined in schema and the schema does not "
+            "allow additional properties"
+        },
+    )
+    fake_pve.reply("POST", "/nodes/pve1/qemu/100/status/stop", in_turn(refusal, Reply(data=UPID)))
+    upid = await client.stop_vm("pve1", 100, overrule_shutdown=True)
+    assert str(upid) == UPID
+    stops = [r for r in fake_pve.requests if r.method == "POST"]
+    assert [s.form for s in stops] == [{"overrule-shutdown": ["1"]}, {}]
 
 
 async def test_a_plain_stop_does_not_send_overrule_shutdown(

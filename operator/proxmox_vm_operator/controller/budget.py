@@ -3,8 +3,15 @@
 A node that is asked to stop fifty VMs at once queues them behind its file locks and starts
 failing with lock timeouts; spreading the work keeps each task inside its deadline.
 
-A slot is reserved *before* the call that starts a task, with no await in between, so passes
-running concurrently on one node cannot all see room while the first call is in flight.
+What counts is what Proxmox says runs on the node, not which object remembers a task: an
+object deleted while its create task ran never looks at that task again, and a slot that
+waited for it would stay taken. So before a call the node's active tasks are listed
+(``look``), and the tasks of ours Proxmox lists replace what this process remembered of
+that node. Between listings, tasks this process started still count.
+
+A slot is reserved *before* the call that starts a task, with no await between the check
+and the reservation, so passes running concurrently on one node cannot all see room while
+the first call is in flight.
 """
 
 from __future__ import annotations
@@ -13,38 +20,84 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-# A task we never saw finish (its object was force-released) stops counting after this long.
+from ..proxmox import ActiveTask, ProxmoxClient
+
+# A task this process started and no listing has confirmed (the node was never listed again,
+# or it is unreachable) stops counting after this long.
 FORGET_AFTER_SECONDS = 3600.0
+
+
+@dataclass
+class _Started:
+    node_key: str
+    since: float  # time.monotonic() when the call was reserved
 
 
 @dataclass
 class TaskBudget:
     per_node: int
-    _tasks: dict[str, tuple[str, float]] = field(default_factory=dict)  # id: (node key, since)
+    # Calls in flight and tasks started by this process since the node was last listed.
+    _tasks: dict[str, _Started] = field(default_factory=dict)
+    # Per node: the UPIDs of ours Proxmox listed as running, and when that listing was asked.
+    _listed: dict[str, tuple[frozenset[str], float]] = field(default_factory=dict)
     _reservations: itertools.count[int] = field(default_factory=itertools.count)
+
+    @staticmethod
+    def node_key(client: ProxmoxClient, node: str) -> str:
+        return f"{client.settings.endpoint}/{node}"
+
+    async def look(self, client: ProxmoxClient, node: str) -> list[ActiveTask]:
+        """List the node's running tasks; ours then replace what was remembered of the node.
+
+        Raises ProxmoxError when the listing fails: the caller treats it like a failed call.
+        """
+        asked = time.monotonic()
+        running = await client.active_tasks(node)
+        mine = client.settings.token_id
+        self.observe(
+            self.node_key(client, node),
+            [task.upid.raw for task in running if task.user == mine],
+            asked_at=asked,
+        )
+        return running
+
+    def observe(self, node_key: str, running: list[str], *, asked_at: float) -> None:
+        """Proxmox listed ``running`` as our tasks on the node, as of ``asked_at``. A task we
+        started before that moment and it no longer lists has ended."""
+        self._listed[node_key] = (frozenset(running), asked_at)
+        for task_id in [
+            t
+            for t, s in self._tasks.items()
+            if s.node_key == node_key and s.since < asked_at and t.startswith("UPID:")
+        ]:
+            del self._tasks[task_id]
 
     def _expire(self) -> None:
         horizon = time.monotonic() - FORGET_AFTER_SECONDS
-        for task_id in [t for t, (_, since) in self._tasks.items() if since < horizon]:
+        for task_id in [t for t, s in self._tasks.items() if s.since < horizon]:
             del self._tasks[task_id]
 
     def in_flight(self, node_key: str) -> int:
         self._expire()
-        return sum(1 for key, _ in self._tasks.values() if key == node_key)
+        listed, _ = self._listed.get(node_key, (frozenset(), 0.0))
+        remembered = {t for t, s in self._tasks.items() if s.node_key == node_key}
+        return len(listed | remembered)
 
     def reserve(self, node_key: str) -> str | None:
         """Take a slot on the node, or None when it is full. Pass the id to started/finished."""
         if self.in_flight(node_key) >= self.per_node:
             return None
         reservation = f"reservation-{next(self._reservations)}"
-        self._tasks[reservation] = (node_key, time.monotonic())
+        self._tasks[reservation] = _Started(node_key, time.monotonic())
         return reservation
 
     def started(self, reservation: str, upid: str) -> None:
         """The call started task ``upid``: the slot now follows the task."""
-        node_key, since = self._tasks.pop(reservation)
-        self._tasks[upid] = (node_key, since)
+        self._tasks[upid] = self._tasks.pop(reservation)
 
     def finished(self, task_id: str) -> None:
         """A task ended, or a reserved call failed: free the slot."""
         self._tasks.pop(task_id, None)
+        for node_key, (listed, asked) in list(self._listed.items()):
+            if task_id in listed:
+                self._listed[node_key] = (listed - {task_id}, asked)

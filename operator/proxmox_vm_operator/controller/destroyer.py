@@ -7,7 +7,7 @@ after ``retry_after`` seconds. Nothing here waits on the guest.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..domain.destroy import (
     backoff,
     call_failed,
     decide,
+    shutdown_accepted,
     start_record,
 )
 from ..domain.model import DestroyPolicy, DestroyStatus, ProxmoxVMSpec
@@ -51,7 +52,7 @@ class DestroyRequest:
     name: str
     uid: str
     annotations: Mapping[str, str]
-    spec: Mapping[str, Any]
+    spec: object  # as stored: normally a mapping, but a destroy must survive anything
     status: Mapping[str, Any]
 
 
@@ -67,36 +68,70 @@ class DestroyPass:
     message: str = ""
     events: list[Event] = field(default_factory=list)
     fallback: bool = False
+    # The spec did not validate: the destroy runs with safe defaults, and says why.
+    invalid_spec: str | None = None
 
     @property
     def done(self) -> bool:
         return self.outcome is not None
 
 
-def spec_for_destroy(raw: Mapping[str, Any]) -> ProxmoxVMSpec:
-    """The spec, or, if it no longer validates, the parts a destroy needs with safe defaults.
+@dataclass(frozen=True)
+class DestroySpec:
+    """The spec as far as a destroy needs it, and what was wrong with it, if anything."""
 
-    A broken spec must not stop a destroy: the default policy (a hard stop) is the safe one.
+    spec: ProxmoxVMSpec
+    problem: str | None = None
+
+
+# Stands in for a node name the spec does not give validly; never sent to Proxmox.
+_NO_NODE = "unknown-node"
+
+
+def spec_for_destroy(raw: object) -> DestroySpec:
+    """The spec, or, if it does not validate, the parts a destroy needs with safe defaults.
+
+    A broken spec must not stop a destroy: the default policy (a hard stop, purge) is the
+    safe one. Only the connectionRef cannot be guessed; without it the destroy stalls on a
+    missing Secret, which says so. This never raises, whatever ``raw`` is.
     """
+    if isinstance(raw, Mapping):
+        try:
+            return DestroySpec(ProxmoxVMSpec.model_validate(raw))
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"spec.{'.'.join(str(p) for p in e['loc']) or ''}: {e['msg']}" for e in exc.errors()
+            )
+        fields: Mapping[str, Any] = raw
+    else:
+        problem = f"spec is not an object but {type(raw).__name__}"
+        fields = {}
     try:
-        return ProxmoxVMSpec.model_validate(raw)
-    except ValidationError:
-        pass
-    try:
-        policy = DestroyPolicy.model_validate(raw.get("destroy") or {})
+        policy = DestroyPolicy.model_validate(fields.get("destroy") or {})
     except ValidationError:
         policy = DestroyPolicy()
-    connection = raw.get("connectionRef")
+    connection = fields.get("connectionRef")
     name = connection.get("name") if isinstance(connection, Mapping) else None
-    return ProxmoxVMSpec.model_validate(
-        {
-            "connectionRef": {"name": str(name or "-")},
-            "node": str(raw.get("node") or "-"),
-            "adopt": raw.get("adopt") is True,
-            "deletionPolicy": "Orphan" if raw.get("deletionPolicy") == "Orphan" else "Delete",
-            "destroy": policy.model_dump(by_alias=True),
-        }
-    )
+    fallback = {
+        "connectionRef": {"name": name if isinstance(name, str) and name else "-"},
+        "node": fields.get("node"),
+        "adopt": fields.get("adopt") is True,
+        "deletionPolicy": "Orphan" if fields.get("deletionPolicy") == "Orphan" else "Delete",
+        "destroy": policy.model_dump(by_alias=True),
+    }
+    try:
+        spec = ProxmoxVMSpec.model_validate(fallback)
+    except ValidationError:
+        spec = ProxmoxVMSpec.model_validate({**fallback, "node": _NO_NODE})
+    return DestroySpec(spec, problem[:1024])
+
+
+def _last_node(spec: ProxmoxVMSpec, status: Mapping[str, Any]) -> str | None:
+    """Where the VM was last seen (status.node), else where the spec put it."""
+    node = status.get("node")
+    if isinstance(node, str) and node:
+        return node
+    return None if spec.node == _NO_NODE else spec.node
 
 
 def _record(status: Mapping[str, Any]) -> DestroyStatus | None:
@@ -115,17 +150,55 @@ def _stall_reason(exc: ProxmoxError) -> StallReason:
         ErrorKind.PROTECTED: StallReason.PROTECTED,
         ErrorKind.UNREACHABLE: StallReason.PROXMOX_UNREACHABLE,
         ErrorKind.UNAUTHORIZED: StallReason.PROXMOX_UNREACHABLE,
+        ErrorKind.FORBIDDEN: StallReason.PERMISSION_DENIED,
     }.get(exc.kind, StallReason.TASK_FAILED)
 
 
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# The task types that carry out each call: one already running is followed, not repeated.
+_TASK_TYPES = {
+    PowerOffMethod.STOP: ("qmstop",),
+    PowerOffMethod.SHUTDOWN: ("qmshutdown",),
+    PowerOffMethod.HA_STOP: ("hastop",),
+}
+
+
 class Destroyer:
-    def __init__(self, pool: ClientPool, budget: TaskBudget, *, stall_after: float) -> None:
+    def __init__(
+        self,
+        pool: ClientPool,
+        budget: TaskBudget,
+        *,
+        stall_after: float,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
         self.pool = pool
         self.budget = budget
         self.stall_after = stall_after
+        # Reads the time after a call returns (the pass's ``now`` is from before it).
+        self.clock = clock
 
     async def run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
-        spec = spec_for_destroy(request.spec)
+        result = await self._run_pass(request, now)
+        parsed = spec_for_destroy(request.spec)
+        if parsed.problem is not None:
+            result.invalid_spec = parsed.problem
+            if request.status.get("destroy") is None:  # say it once, at the first pass
+                result.events.insert(
+                    0,
+                    Event(
+                        "Warning",
+                        "InvalidSpec",
+                        f"destroying with the default policy (Stop, purge): {parsed.problem}",
+                    ),
+                )
+        return result
+
+    async def _run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
+        spec = spec_for_destroy(request.spec).spec
         vmid = request.status.get("vmid")
         provisioning = request.status.get("task") or {}
         ctx = DestroyContext(
@@ -155,7 +228,7 @@ class Destroyer:
             vm = VMUnreachable(str(exc))
         else:
             assert ctx.vmid is not None
-            vm = await observe_vm(client, ctx.vmid)
+            vm = await observe_vm(client, ctx.vmid, _last_node(spec, request.status))
             if ctx.record is not None and ctx.record.task_upid is not None:
                 task = await observe_task(client, ctx.record.task_upid)
                 if task.state in (TaskState.SUCCEEDED, TaskState.FAILED):
@@ -187,10 +260,32 @@ class Destroyer:
         assert client is not None and ctx.vmid is not None
         if isinstance(action, RemoveOwnershipTag):
             return await self._remove_tag(ctx, decision, client, action)
-        node_key = f"{client.settings.endpoint}/{action.node}"
-        if ctx.record is not None and ctx.record.task_upid is not None:
-            # This call supersedes the recorded task (a forced stop kills the shutdown).
-            self.budget.finished(ctx.record.task_upid)
+        assert decision.record is not None
+        try:
+            running = await self.budget.look(client, action.node)
+        except ProxmoxError as exc:
+            return self._failed(ctx, decision, exc)
+        superseded = ctx.record.task_upid if ctx.record is not None else None
+        if superseded is not None:
+            # This call supersedes the recorded task (a forced stop kills the shutdown), so
+            # that task no longer takes a slot.
+            self.budget.finished(superseded)
+            running = [task for task in running if task.upid.raw != superseded]
+        # A task for this very step already runs: ours, started before a restart lost its
+        # record, or (for a delete) anyone's. Follow it rather than send a second call, which
+        # would only queue behind it on the VM's lock.
+        wanted = ("qmdestroy",) if isinstance(action, DeleteVM) else _TASK_TYPES[action.method]
+        mine = client.settings.token_id
+        for task in running:
+            if task.upid.id != str(ctx.vmid) or task.upid.type not in wanted:
+                continue
+            if task.upid.type == "qmdestroy" or task.user == mine:
+                return DestroyPass(
+                    decision.record.model_copy(update={"task_upid": task.upid.raw}),
+                    retry_after=AFTER_CALL,
+                    message=f"following task {task.upid.raw}, already running",
+                )
+        node_key = self.budget.node_key(client, action.node)
         reservation = self.budget.reserve(node_key)
         if reservation is None:
             return DestroyPass(
@@ -200,30 +295,41 @@ class Destroyer:
                 f"on node {action.node}",
             )
         try:
-            upid = await self._call(client, ctx.vmid, action)
+            upid, note = await self._call(client, ctx.vmid, action)
         except ProxmoxError as exc:
             self.budget.finished(reservation)
-            failed = call_failed(ctx, decision, _stall_reason(exc), exc.message)
-            wait = failed.action
-            assert isinstance(wait, Wait)
-            return DestroyPass(
-                failed.record,
-                retry_after=wait.seconds,
-                stalled=wait.stalled,
-                error=wait.error,
-                message=failed.message,
-            )
+            return self._failed(ctx, decision, exc)
         self.budget.started(reservation, upid)
-        assert decision.record is not None
+        record = decision.record.model_copy(update={"task_upid": upid})
+        if isinstance(action, PowerOff) and action.method is PowerOffMethod.SHUTDOWN:
+            assert action.timeout_seconds is not None
+            record = shutdown_accepted(record, self.clock(), action.timeout_seconds)
         return DestroyPass(
-            decision.record.model_copy(update={"task_upid": upid}),
+            record,
             retry_after=AFTER_CALL,
-            message=f"started task {upid}",
+            message=f"started task {upid}{note}",
             events=list(decision.events),
             fallback=decision.fallback,
         )
 
-    async def _call(self, client: ProxmoxClient, vmid: int, action: PowerOff | DeleteVM) -> str:
+    @staticmethod
+    def _failed(ctx: DestroyContext, decision: Decision, exc: ProxmoxError) -> DestroyPass:
+        failed = call_failed(ctx, decision, _stall_reason(exc), exc.message)
+        wait = failed.action
+        assert isinstance(wait, Wait)
+        return DestroyPass(
+            failed.record,
+            retry_after=wait.seconds,
+            stalled=wait.stalled,
+            error=wait.error,
+            message=failed.message,
+        )
+
+    async def _call(
+        self, client: ProxmoxClient, vmid: int, action: PowerOff | DeleteVM
+    ) -> tuple[str, str]:
+        """Make the call; return the task's UPID and a note for the message."""
+        note = ""
         if isinstance(action, DeleteVM):
             upid = await client.delete_vm(
                 action.node,
@@ -236,8 +342,14 @@ class Destroyer:
         elif action.method is PowerOffMethod.HA_STOP:
             upid = await client.stop_vm(action.node, vmid)
         else:
+            if not await client.knows_overrule_shutdown():
+                version = (await client.known_version()).version
+                note = (
+                    f" (a plain stop: Proxmox VE {version} cannot overrule a running shutdown, "
+                    "which must end first)"
+                )
             upid = await client.stop_vm(action.node, vmid, overrule_shutdown=True)
-        return str(upid)
+        return str(upid), note
 
     async def _remove_tag(
         self,

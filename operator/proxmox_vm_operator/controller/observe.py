@@ -6,6 +6,7 @@ import time
 
 from .. import metrics
 from ..domain.destroy import (
+    StallReason,
     TaskObservation,
     TaskState,
     VMAbsent,
@@ -16,27 +17,44 @@ from ..domain.destroy import (
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, match_message, parse_upid
 
 
-async def observe_vm(client: ProxmoxClient, vmid: int) -> VMObservation:
-    """Look the VM up cluster-wide; only a successful listing without it is VMAbsent."""
+async def observe_vm(client: ProxmoxClient, vmid: int, last_node: str | None) -> VMObservation:
+    """Look the VM up. Absence needs proof: the cluster listing lacks it *and* a per-VM lookup
+    on the node it was last known on answers that its configuration does not exist. The
+    listing alone proves nothing: Proxmox silently leaves out every VM the token may not
+    audit (pve-manager PVE/API2/Cluster.pm resources), where per-VM calls answer 403."""
     try:
         found = await client.find_vm(vmid)
-        if found is None:
-            return VMAbsent()
-        status = await client.vm_status(found.node, vmid)
-        config = await client.vm_config(found.node, vmid)
+        node = found.node if found is not None else last_node
+        if node is None:
+            return VMUnreachable(
+                f"VM {vmid} is not listed, and no node is known to prove it absent on"
+            )
+        try:
+            status = await client.vm_status(node, vmid)
+        except ProxmoxError as exc:
+            if exc.kind is ErrorKind.ABSENT and found is None:
+                return VMAbsent()
+            raise
+        config = await client.vm_config(node, vmid)
     except ProxmoxError as exc:
-        if exc.kind is ErrorKind.ABSENT:
-            # Listed a moment ago, gone from its node now (moved or being deleted): look again.
-            return VMUnreachable(f"VM {vmid} changed during the lookup: {exc.message}")
-        return VMUnreachable(exc.message)
+        return _unreachable(vmid, exc)
     return VMPresent(
-        node=found.node,
+        node=node,
         tags=frozenset(config.tags),
         running=status.running,
         lock=config.lock,
         protected=config.protected,
         ha_managed=status.ha_managed,
     )
+
+
+def _unreachable(vmid: int, exc: ProxmoxError) -> VMUnreachable:
+    if exc.kind is ErrorKind.FORBIDDEN:
+        return VMUnreachable(exc.message, StallReason.PERMISSION_DENIED)
+    if exc.kind is ErrorKind.ABSENT:
+        # Listed a moment ago, gone from its node now (moved or being deleted): look again.
+        return VMUnreachable(f"VM {vmid} changed during the lookup: {exc.message}")
+    return VMUnreachable(exc.message)
 
 
 def _record_duration(upid: str, ok: bool) -> None:
@@ -56,6 +74,10 @@ async def observe_task(client: ProxmoxClient, upid: str) -> TaskObservation:
             # Proxmox no longer knows the task (e.g. its node was reinstalled): count it as
             # failed so the step is retried with a new, idempotent call.
             return TaskObservation(TaskState.FAILED, f"task status unavailable: {exc.message}")
+        if exc.kind is ErrorKind.FORBIDDEN:
+            return TaskObservation(
+                TaskState.UNKNOWN, exc.message, reason=StallReason.PERMISSION_DENIED
+            )
         return TaskObservation(TaskState.UNKNOWN, exc.message)
     if task.running:
         return TaskObservation(TaskState.RUNNING)

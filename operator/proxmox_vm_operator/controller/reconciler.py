@@ -100,10 +100,11 @@ class Reconciler:
             reason = {
                 ErrorKind.UNREACHABLE: "ProxmoxUnreachable",
                 ErrorKind.UNAUTHORIZED: "ProxmoxUnauthorized",
+                ErrorKind.FORBIDDEN: "ProxmoxUnauthorized",
             }.get(exc.kind, "ProxmoxError")
             status = "Unknown" if exc.kind is ErrorKind.UNREACHABLE else "False"
             # A wrong token, missing privileges or a call Proxmox refuses will not heal alone.
-            stalled = exc.kind in (ErrorKind.UNAUTHORIZED, ErrorKind.REJECTED)
+            stalled = exc.kind in (ErrorKind.UNAUTHORIZED, ErrorKind.FORBIDDEN, ErrorKind.REJECTED)
             return step.not_ready(
                 reason, exc.message, retry=backoff(attempt + 1), status=status, stalled=stalled
             )
@@ -128,7 +129,8 @@ class _Pass:
         call: Callable[[], Awaitable[object]],
     ) -> bool:
         """Start a task within --max-tasks-per-node and record it; False if the node is full."""
-        reservation = self.budget.reserve(f"{client.settings.endpoint}/{node}")
+        await self.budget.look(client, node)
+        reservation = self.budget.reserve(self.budget.node_key(client, node))
         if reservation is None:
             return False
         try:

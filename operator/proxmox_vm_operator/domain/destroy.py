@@ -27,6 +27,7 @@ from .model import (
     DestroyStatus,
     DestroyStep,
     ProxmoxVMSpec,
+    format_precise_time,
     format_time,
     parse_time,
 )
@@ -37,8 +38,15 @@ POLL_TASK = 2.0
 POLL_TASK_MAX = 15.0
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 60.0
+# A failing destroy is looked at again at least this often, so a cleared fault is noticed
+# within seconds rather than a minute; a failed pass costs a few GETs.
+DESTROY_RETRY_CAP = 15.0
+# The shortest wait before a pass that is due to report a stall.
+MIN_WAIT = 0.5
 # The lock Proxmox writes while its own destroy task runs: not someone else's lock.
 DESTROYING_LOCK = "destroyed"
+# The locks a create or clone holds while its task runs; the VM gets its tags only at the end.
+PROVISIONING_LOCKS = frozenset({"create", "clone"})
 
 
 class Outcome(StrEnum):
@@ -51,6 +59,7 @@ class Outcome(StrEnum):
 
 class StallReason(StrEnum):
     PROXMOX_UNREACHABLE = "ProxmoxUnreachable"
+    PERMISSION_DENIED = "PermissionDenied"
     VM_LOCKED = "VMLocked"
     PROTECTED = "Protected"
     TASK_FAILED = "TaskFailed"
@@ -62,14 +71,17 @@ class StallReason(StrEnum):
 
 @dataclass(frozen=True)
 class VMAbsent:
-    """Proxmox answered, and no VM has this VMID anywhere in the cluster."""
+    """Proven absent: a per-VM lookup on the node where the VM was last known answered that
+    its configuration does not exist, and no node lists it. A listing alone is never proof:
+    Proxmox leaves out of it every VM the token may not audit."""
 
 
 @dataclass(frozen=True)
 class VMUnreachable:
-    """No answer we can trust: connection, TLS, auth or server error."""
+    """No answer we can trust: connection, TLS, auth or server error, or a refusal."""
 
     error: str
+    reason: StallReason = StallReason.PROXMOX_UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class TaskObservation:
     state: TaskState
     exitstatus: str = ""
     failed_on_lock: bool = False  # the task failed on a config lock or the VM's lock file
+    reason: StallReason = StallReason.PROXMOX_UNREACHABLE  # why the state is UNKNOWN
 
 
 # ---------------------------------------------------------------------- actions
@@ -190,23 +203,32 @@ def effective_mode(spec: ProxmoxVMSpec, annotations: Mapping[str, str]) -> Destr
         return spec.destroy.mode
 
 
-def backoff(attempts: int) -> float:
-    """Capped exponential backoff after ``attempts`` consecutive failures."""
-    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
+def backoff(failures: int, cap: float = BACKOFF_CAP) -> float:
+    """Capped exponential backoff after ``failures`` consecutive failures: 2, 4, 8... s."""
+    return float(min(cap, BACKOFF_BASE * 2 ** max(0, failures - 1)))
 
 
 def start_record(ctx: DestroyContext) -> DestroyStatus:
-    mode = effective_mode(ctx.spec, ctx.annotations)
-    deadline = None
-    if mode is DestroyMode.SHUTDOWN:
-        seconds = ctx.spec.destroy.shutdown_timeout_seconds
-        deadline = format_time(ctx.now + datetime.timedelta(seconds=seconds))
     return DestroyStatus(
         startedAt=format_time(ctx.now),
-        mode=mode,
+        mode=effective_mode(ctx.spec, ctx.annotations),
         step=DestroyStep.STARTING,
-        shutdownDeadline=deadline,
     )
+
+
+def shutdown_accepted(
+    record: DestroyStatus, at: datetime.datetime, timeout_seconds: int
+) -> DestroyStatus:
+    """Proxmox accepted the shutdown at ``at``: the guest has ``timeout_seconds`` from now.
+
+    Counted from the acceptance (not from the pass that decided it) and kept to the
+    microsecond, so the guest never gets less than it was promised. Set once: a shutdown sent
+    again after a failure does not move the forced stop further away.
+    """
+    if record.shutdown_deadline is not None:
+        return record
+    deadline = at + datetime.timedelta(seconds=timeout_seconds)
+    return record.model_copy(update={"shutdown_deadline": format_precise_time(deadline)})
 
 
 def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation | None) -> Decision:
@@ -234,11 +256,44 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
 
     # 4. Only a positive answer counts as gone.
     if vm is None or isinstance(vm, VMUnreachable):
-        error = vm.error if vm is not None else "the VM was not looked up"
-        return _retry(ctx, record, StallReason.PROXMOX_UNREACHABLE, error)
+        if vm is None:
+            return _retry(ctx, record, StallReason.PROXMOX_UNREACHABLE, "not looked up")
+        return _retry(ctx, record, vm.reason, vm.error)
     if isinstance(vm, VMAbsent):
         done = record.step in (DestroyStep.DELETING_VM, DestroyStep.VERIFYING_ABSENCE)
         return Decision(Release(Outcome.DELETED if done else Outcome.ALREADY_ABSENT), record)
+
+    # Our own work first, ownership second. A task we recorded was started on a VM we had
+    # judged ours: follow it up whatever the VM looks like meanwhile (a delete rewrites the
+    # config to only "lock: destroyed", tags and all).
+    if record.task_upid is not None:
+        followed = _follow_task(ctx, record, vm, task)
+        if followed is not None:
+            return followed
+        after = DestroyStep.VERIFYING_ABSENCE if record.step is DestroyStep.DELETING_VM else None
+        record = record.model_copy(
+            update={
+                "task_upid": None,
+                "step": after or record.step,
+                "task_succeeded": True,
+                "failures": 0,
+                "last_error": "",
+            }
+        )
+    # Proxmox is deleting the VM (ours, or a task whose record was lost in a restart): wait
+    # for the config to go. Its tags are already gone, so it cannot be judged by them.
+    if vm.lock == DESTROYING_LOCK:
+        return _progress(ctx, record, DestroyStep.VERIFYING_ABSENCE, "Proxmox is deleting")
+    # A create or clone still running: the VM gets its tags only when it ends, so whose it is
+    # can be told only then (it may be ours, made just before the operator restarted).
+    if vm.lock in PROVISIONING_LOCKS and ownership_tag(ctx.uid) not in vm.tags:
+        return _progress(
+            ctx,
+            record,
+            record.step,
+            f"VM {ctx.vmid} is being provisioned (lock {vm.lock}); waiting before judging "
+            "whose it is",
+        )
 
     # 5. Not ours: never touch it.
     ours = ownership_tag(ctx.uid)
@@ -254,35 +309,34 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
         )
         return Decision(Release(Outcome.NOT_OWNED), record, (warning,))
 
-    # A task of ours is in flight or just ended: follow it up before anything else.
-    if record.task_upid is not None:
-        followed = _follow_task(ctx, record, vm, task)
-        if followed is not None:
-            return followed
-        after = DestroyStep.VERIFYING_ABSENCE if record.step is DestroyStep.DELETING_VM else None
-        record = record.model_copy(
-            update={"task_upid": None, "step": after or record.step, "task_succeeded": True}
-        )
-
     # 6. Protection and locks: wait and report; never skiplock.
     if vm.protected:
         return _stall(ctx, record, StallReason.PROTECTED, f"VM {ctx.vmid} has protection=1")
     if vm.lock is not None:
-        if vm.lock == DESTROYING_LOCK:
-            return _progress(ctx, record, DestroyStep.VERIFYING_ABSENCE, "Proxmox is deleting")
         return _stall(ctx, record, StallReason.VM_LOCKED, f"VM {ctx.vmid} is locked ({vm.lock})")
 
     # 7. Power off.
     if vm.running:
         return _power_off(ctx, record, vm)
 
-    # 8. Delete, then 9. verify: only an absent VM releases the finalizer (step 4 above).
+    # 8. Delete, then 9. verify: only an absent VM releases the finalizer (step 4 above). A VM
+    # still there, unlocked, after its delete (a lost reply, a status write lost in a
+    # restart) was not deleted: send the DELETE again rather than wait for nothing.
+    events: tuple[Event, ...] = (
+        Event("Normal", "DeletingVM", f"deleting VM {ctx.vmid} on {vm.node}"),
+    )
     if record.step is DestroyStep.VERIFYING_ABSENCE:
-        return _progress(ctx, record, record.step, f"VM {ctx.vmid} is still listed")
+        events = (
+            Event(
+                "Normal",
+                "DeletingVM",
+                f"VM {ctx.vmid} is still there after its delete; deleting it again",
+            ),
+        )
     return Decision(
         DeleteVM(vm.node, ctx.spec.destroy.purge, ctx.spec.destroy.destroy_unreferenced_disks),
         _step(record, DestroyStep.DELETING_VM),
-        (Event("Normal", "DeletingVM", f"deleting VM {ctx.vmid} on {vm.node}"),),
+        events,
     )
 
 
@@ -323,15 +377,7 @@ def _apply_mode_override(ctx: DestroyContext, record: DestroyStatus) -> DestroyS
     mode = effective_mode(ctx.spec, ctx.annotations)
     if mode is record.mode:
         return record
-    update: dict[str, object] = {"mode": mode}
-    if mode is DestroyMode.SHUTDOWN and record.shutdown_deadline is None:
-        seconds = ctx.spec.destroy.shutdown_timeout_seconds
-        update["shutdown_deadline"] = format_time(parse_time(record.started_at) + _seconds(seconds))
-    return record.model_copy(update=update)
-
-
-def _seconds(value: float) -> datetime.timedelta:
-    return datetime.timedelta(seconds=value)
+    return record.model_copy(update={"mode": mode})
 
 
 def _elapsed(ctx: DestroyContext, record: DestroyStatus) -> float:
@@ -339,25 +385,39 @@ def _elapsed(ctx: DestroyContext, record: DestroyStatus) -> float:
 
 
 def _step(record: DestroyStatus, step: DestroyStep) -> DestroyStatus:
-    """Move to ``step``; a new step starts its attempt count afresh."""
-    attempts = record.attempts + 1 if step is record.step else 1
+    """Make a call for ``step``. A new step starts its counts afresh; the same step again (a
+    retry) keeps its failures, so the wait after another failure keeps growing."""
+    same = step is record.step
     return record.model_copy(
         update={
             "step": step,
-            "attempts": attempts,
-            "last_error": "",
+            "attempts": record.attempts + 1 if same else 1,
+            "failures": record.failures if same else 0,
+            "last_error": record.last_error if same else "",
             "task_upid": None,
             "task_succeeded": False,
         }
     )
 
 
+def _retry_wait(ctx: DestroyContext, record: DestroyStatus) -> tuple[float, bool]:
+    """The wait after ``record.failures`` failures, and whether it is now a stall. The wait
+    never runs past the moment the stall is due, so it is reported on time."""
+    left = ctx.stall_after - _elapsed(ctx, record)
+    seconds = backoff(record.failures, DESTROY_RETRY_CAP)
+    if left > 0:
+        return max(MIN_WAIT, min(seconds, left)), False
+    return seconds, True
+
+
 def _retry(ctx: DestroyContext, record: DestroyStatus, reason: StallReason, error: str) -> Decision:
     """An error that a later attempt may clear: back off, and report a stall once it lasts."""
-    failures = record.attempts + 1
-    record = record.model_copy(update={"attempts": failures, "last_error": error[:4096]})
-    stalled = reason if _elapsed(ctx, record) >= ctx.stall_after else None
-    return Decision(Wait(backoff(failures), stalled, error=reason), record, message=error)
+    record = record.model_copy(update={"failures": record.failures + 1, "last_error": error[:4096]})
+    seconds, stalled = _retry_wait(ctx, record)
+    # A missing privilege does not heal by itself: a human must grant it, so say so at once
+    # (and keep looking, so the grant is noticed).
+    stalled = stalled or reason is StallReason.PERMISSION_DENIED
+    return Decision(Wait(seconds, reason if stalled else None, error=reason), record, message=error)
 
 
 def _stall(
@@ -370,8 +430,8 @@ def _stall(
 ) -> Decision:
     """A condition only a human or time can clear: report it now and keep looking.
     ``failed``: a call failed on it (an error), rather than the lookup seeing it first."""
-    record = record.model_copy(update={"last_error": message})
-    wait = Wait(backoff(3), reason, error=reason if failed else None)
+    record = record.model_copy(update={"last_error": message[:4096]})
+    wait = Wait(backoff(3, DESTROY_RETRY_CAP), reason, error=reason if failed else None)
     return Decision(wait, record, message=message)
 
 
@@ -382,23 +442,32 @@ def _progress(
         record = record.model_copy(update={"step": step})
     elapsed = _elapsed(ctx, record)
     # A graceful wait the user configured is not a stall: count from its deadline.
+    graceful = record.mode is DestroyMode.SHUTDOWN or record.shutdown_deadline is not None
     expected = 0.0
-    if record.shutdown_deadline is not None:
-        expected = (
-            parse_time(record.shutdown_deadline) - parse_time(record.started_at)
-        ).total_seconds()
+    if graceful:
+        expected = (_deadline(ctx, record) - parse_time(record.started_at)).total_seconds()
     stalled = StallReason.TAKING_TOO_LONG if elapsed - expected >= ctx.stall_after else None
     seconds = POLL_TASK
-    if record.shutdown_deadline is not None and step is DestroyStep.WAITING_FOR_SHUTDOWN:
+    if graceful and step is DestroyStep.WAITING_FOR_SHUTDOWN:
         # A graceful wait may be long: look less often as it goes on, but never sleep past
         # the deadline, where the forced stop is due.
-        left = (parse_time(record.shutdown_deadline) - ctx.now).total_seconds()
+        left = (_deadline(ctx, record) - ctx.now).total_seconds()
         seconds = min(POLL_TASK_MAX, max(POLL_TASK, elapsed / 10), max(POLL_TASK / 4, left))
     return Decision(Wait(seconds, stalled), record, message=message)
 
 
+def _deadline(ctx: DestroyContext, record: DestroyStatus) -> datetime.datetime:
+    """When the forced stop is due: the persisted deadline, set when Proxmox accepted the
+    shutdown; until then, shutdownTimeoutSeconds after the start, so that a shutdown Proxmox
+    keeps refusing is bounded too."""
+    if record.shutdown_deadline is not None:
+        return parse_time(record.shutdown_deadline)
+    timeout = ctx.spec.destroy.shutdown_timeout_seconds
+    return parse_time(record.started_at) + datetime.timedelta(seconds=timeout)
+
+
 def _deadline_passed(ctx: DestroyContext, record: DestroyStatus) -> bool:
-    return record.shutdown_deadline is not None and ctx.now >= parse_time(record.shutdown_deadline)
+    return ctx.now >= _deadline(ctx, record)
 
 
 def _follow_task(
@@ -407,7 +476,8 @@ def _follow_task(
     """Handle the recorded task; None means it succeeded and the machine moves on."""
     if task is None or task.state is TaskState.UNKNOWN:
         error = task.exitstatus if task is not None else "task status unavailable"
-        return _retry(ctx, record, StallReason.PROXMOX_UNREACHABLE, error)
+        reason = task.reason if task is not None else StallReason.PROXMOX_UNREACHABLE
+        return _retry(ctx, record, reason, error)
     shutting_down = record.step is DestroyStep.WAITING_FOR_SHUTDOWN and not vm.ha_managed
     if task.state is TaskState.RUNNING:
         if shutting_down and _deadline_passed(ctx, record):
@@ -419,19 +489,20 @@ def _follow_task(
         if shutting_down and not task.failed_on_lock:
             # The graceful attempt is over (timed out or failed): force the stop now.
             return _forced_stop(ctx, record, vm)
-        # A lock is never forced through: wait for it, then retry this step.
+        # A lock is never forced through: wait for it, then retry this step (the stop or the
+        # DELETE is sent again) once its cause may have cleared.
         reason = StallReason.VM_LOCKED if task.failed_on_lock else StallReason.TASK_FAILED
         failed = record.model_copy(
             update={
                 "task_upid": None,
                 "task_succeeded": False,
-                "attempts": record.attempts + 1,
+                "failures": record.failures + 1,
                 "last_error": f"task failed: {task.exitstatus}"[:4096],
             }
         )
-        return Decision(
-            Wait(backoff(failed.attempts), reason, error=reason), failed, message=failed.last_error
-        )
+        # Reported at once: a failed task is news now, even before it counts as a stall.
+        seconds, _ = _retry_wait(ctx, failed)
+        return Decision(Wait(seconds, reason, error=reason), failed, message=failed.last_error)
     return None
 
 
@@ -489,15 +560,16 @@ def _power_off(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Dec
 
 
 def _shutdown(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Decision:
-    assert record.shutdown_deadline is not None
-    remaining = (parse_time(record.shutdown_deadline) - ctx.now).total_seconds()
+    timeout = ctx.spec.destroy.shutdown_timeout_seconds
+    if record.shutdown_deadline is not None:  # sent again: only what is left of the wait
+        timeout = max(1, math.ceil((_deadline(ctx, record) - ctx.now).total_seconds()))
     event = Event(
         "Normal",
         "ShuttingDown",
-        f"shutting down VM {ctx.vmid}; forced stop at {record.shutdown_deadline}",
+        f"shutting down VM {ctx.vmid}; forced stop {timeout}s after Proxmox accepts it",
     )
     return Decision(
-        PowerOff(vm.node, PowerOffMethod.SHUTDOWN, max(1, math.ceil(remaining))),
+        PowerOff(vm.node, PowerOffMethod.SHUTDOWN, timeout),
         _step(record, DestroyStep.WAITING_FOR_SHUTDOWN),
         (event,),
     )

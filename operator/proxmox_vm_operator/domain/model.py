@@ -31,14 +31,26 @@ TAG = r"^[a-z0-9_][a-z0-9_+.-]*$"
 
 VMID = Annotated[int, Field(ge=VMID_MIN, le=VMID_MAX)]
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # RFC 3339 in UTC, as Kubernetes writes timestamps
+PRECISE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
 
 
+def format_precise_time(moment: datetime.datetime) -> str:
+    """RFC 3339 with microseconds, for deadlines: whole seconds would cut up to one off."""
+    return moment.astimezone(datetime.UTC).strftime(PRECISE_TIME_FORMAT)
+
+
 def parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
+    """Either format above (RFC 3339 in UTC, with or without fractional seconds)."""
+    for layout in (TIME_FORMAT, PRECISE_TIME_FORMAT):
+        try:
+            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
 
 
 class _Model(BaseModel):
@@ -291,7 +303,8 @@ class DestroyStatus(_Model):
     shutdown_deadline: str | None = Field(
         default=None,
         alias="shutdownDeadline",
-        description="Shutdown mode: startedAt + shutdownTimeoutSeconds; then a forced stop.",
+        description="Shutdown mode: when the forced stop is due, shutdownTimeoutSeconds after "
+        "Proxmox accepted the shutdown (before that, after startedAt).",
     )
     task_succeeded: bool = Field(
         default=False,
@@ -303,13 +316,28 @@ class DestroyStatus(_Model):
         alias="fallbackUsed",
         description="The graceful shutdown ran out of time and a forced stop was used.",
     )
-    attempts: int = Field(default=0, ge=0, description="Proxmox calls made by this destroy.")
+    attempts: int = Field(default=0, ge=0, description="Proxmox calls made for the current step.")
+    failures: int = Field(
+        default=0,
+        ge=0,
+        description="Failures of the current step since it last made progress; the wait "
+        "before the next try grows with it.",
+    )
     last_error: str = Field(
         default="",
         alias="lastError",
         max_length=4096,
         description="The last error of the current step; empty once the step moves on.",
     )
+
+
+def destroy_status_patch(record: DestroyStatus) -> dict[str, object]:
+    """``status.destroy`` as a merge patch (RFC 7386), the only way it is written.
+
+    Every field is present: an unset one as an explicit null, which is what clears it. A
+    field left out of a merge patch keeps its old value, so a cleared ``taskUpid`` would
+    otherwise point every later pass at the last, long-finished task."""
+    return record.model_dump(by_alias=True, mode="json")
 
 
 class TaskRef(_Model):

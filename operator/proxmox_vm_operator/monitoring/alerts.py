@@ -49,9 +49,10 @@ REGENERATE = "python -m proxmox_vm_operator.monitoring.alerts"
 # A Prometheus duration: one or more number-unit pairs ("1h30m", "90s", "0s").
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 
-# Stall reasons with an alert of their own: ProxmoxVMProxmoxUnreachable, and, for a destroy
-# that simply takes long, ProxmoxVMDestroyStuck (which names the object and the time).
-_STALLS_ALERTED_ELSEWHERE = ("ProxmoxUnreachable", "TakingTooLong")
+# Stall reasons with an alert of their own: ProxmoxVMProxmoxUnreachable,
+# ProxmoxVMDestroyPermissionDenied, and, for a destroy that simply takes long,
+# ProxmoxVMDestroyStuck (which names the object and the time).
+_STALLS_ALERTED_ELSEWHERE = ("ProxmoxUnreachable", "PermissionDenied", "TakingTooLong")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class AlertThresholds:
     deletion_stuck_for: str = "5m"
     # ProxmoxVMDestroyStalled: destroys held by a lock, protection or a failed task.
     destroy_stalled_for: str = "5m"
+    # ProxmoxVMDestroyPermissionDenied: the token lacks a privilege a destroy needs. It never
+    # heals alone, so it is reported sooner than other stalls.
+    permission_denied_for: str = "1m"
     # ProxmoxVMDestroyFallbacksRepeated: this many forced stops after a graceful timeout ...
     fallback_count: int = 3
     # ... within this window.
@@ -86,6 +90,7 @@ class AlertThresholds:
             "destroy_stuck_for",
             "deletion_stuck_for",
             "destroy_stalled_for",
+            "permission_denied_for",
             "fallback_window",
             "unreachable_window",
             "unreachable_for",
@@ -192,6 +197,22 @@ def _destroy_rules(t: AlertThresholds, runbook_base: str) -> list[dict[str, Any]
                 " operator keeps retrying and never overrides a lock or protection. Find the"
                 " objects with kubectl get proxmoxvm -A (phase Deleting) and read their"
                 " DeletionStalled condition."
+            ),
+            runbook_base=runbook_base,
+        ),
+        _alert(
+            "ProxmoxVMDestroyPermissionDenied",
+            'sum(proxmoxvm_destroys_stalled{reason="PermissionDenied"}) > 0\n',
+            for_=t.permission_denied_for,
+            severity="warning",
+            summary="ProxmoxVM destroys are refused by Proxmox VE permissions",
+            description=(
+                "{{ $value }} destroys have DeletionStalled=True with reason PermissionDenied:"
+                " the API token lacks a privilege on the VM (VM.Audit to look it up,"
+                " VM.PowerMgmt to stop it, VM.Allocate to delete it). Proxmox answered 403,"
+                " which is never taken for the VM being gone, so these objects keep their"
+                " finalizer until the privilege is granted. Their DeletionStalled message names"
+                " the path and privilege."
             ),
             runbook_base=runbook_base,
         ),

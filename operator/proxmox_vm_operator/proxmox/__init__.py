@@ -8,6 +8,7 @@ from .errors import (
     AbsentError,
     ConflictError,
     ErrorKind,
+    ForbiddenError,
     LockedError,
     ProtectedError,
     ProxmoxError,
@@ -20,6 +21,7 @@ from .errors import (
     match_message,
 )
 from .models import (
+    ActiveTask,
     HaResource,
     ProxmoxVersion,
     TaskLogLine,
@@ -35,11 +37,13 @@ from .settings import ConnectionSettings, InvalidConnectionSettings
 
 __all__ = [
     "AbsentError",
+    "ActiveTask",
     "ApiCall",
     "ApiCallObserver",
     "ConflictError",
     "ConnectionSettings",
     "ErrorKind",
+    "ForbiddenError",
     "HaResource",
     "InvalidConnectionSettings",
     "LockedError",

@@ -26,6 +26,7 @@ from proxmoxer import ProxmoxAPI
 
 from .errors import RejectedError, TaskTimeoutError, UnreachableError, classify
 from .models import (
+    ActiveTask,
     HaResource,
     ProxmoxVersion,
     TaskLogLine,
@@ -113,6 +114,8 @@ class ProxmoxClient:
             with os.fdopen(fd, "w") as handle:
                 handle.write(settings.ca_cert_pem)
         self._verify = self.ca_file or not settings.insecure_skip_tls_verify
+        # Read once per connection (this client), again when Proxmox refuses a parameter.
+        self._version: ProxmoxVersion | None = None
         self._finalizer = weakref.finalize(self, _release, self._executor, self.ca_file)
 
     def __repr__(self) -> str:
@@ -132,6 +135,30 @@ class ProxmoxClient:
 
     async def version(self) -> ProxmoxVersion:
         return await self._call(ProxmoxVersion.from_api, "GET", "/version")
+
+    async def known_version(self, *, refresh: bool = False) -> ProxmoxVersion:
+        """The cluster's version, read once per client (``refresh``: read it again)."""
+        if self._version is None or refresh:
+            self._version = await self.version()
+        return self._version
+
+    async def knows_overrule_shutdown(self) -> bool:
+        """Whether `status/stop` takes `overrule-shutdown` (PVE 8.2 and later)."""
+        return (await self.known_version()).knows_overrule_shutdown
+
+    async def active_tasks(self, node: str, *, vmid: int | None = None) -> list[ActiveTask]:
+        """The tasks running on ``node`` that this token may see: its own, and everyone's
+        with Sys.Audit on the node (pve-manager Tasks.pm node_tasks)."""
+        if vmid is not None:
+            self._check_vmid(vmid)
+        params: dict[str, ParamValue] = {"source": "active", "vmid": vmid, "limit": 500}
+        return await self._call(
+            lambda rows: [ActiveTask.from_api(row) for row in rows],
+            "GET",
+            "/nodes/{node}/tasks",
+            params,
+            node=node,
+        )
 
     async def list_vms(self) -> list[VmResource]:
         """Every QEMU VM of the cluster (LXC containers are left out)."""
@@ -271,10 +298,22 @@ class ProxmoxClient:
         self, node: str, vmid: int, *, overrule_shutdown: bool = False, timeout: int | None = None
     ) -> Upid:
         """Hard stop. `overrule_shutdown` aborts running shutdown tasks first; it is sent only
-        when true, because HA resources and PVE before 8.2 refuse the parameter."""
+        when true, because HA resources refuse the parameter, and only where the version knows
+        it (see `knows_overrule_shutdown`): elsewhere a plain stop is sent, which waits for a
+        running shutdown to end. A 400 naming the parameter (the cluster was downgraded, or
+        answered for another node) re-reads the version and sends a plain stop."""
         params: dict[str, ParamValue] = {"timeout": timeout}
-        if overrule_shutdown:
-            params["overrule-shutdown"] = True
+        if overrule_shutdown and await self.knows_overrule_shutdown():
+            try:
+                return await self._vm_task(
+                    "POST", "/status/stop", node, vmid, {**params, "overrule-shutdown": True}
+                )
+            except RejectedError as exc:
+                if "overrule-shutdown" not in exc.errors:
+                    raise
+                if (await self.known_version(refresh=True)).knows_overrule_shutdown:
+                    raise
+                log.info("Proxmox refused overrule-shutdown: %s; sending a plain stop", exc)
         return await self._vm_task("POST", "/status/stop", node, vmid, params)
 
     async def shutdown_vm(

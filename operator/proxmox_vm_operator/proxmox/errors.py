@@ -3,7 +3,7 @@
 Every client call either returns a successful answer or raises a `ProxmoxError` whose `kind`
 says what the caller may conclude. The rule that matters most: only a successful answer can
 mean "absent". A transport failure, an auth failure or an unrecognised 5xx is `UNREACHABLE` or
-`UNAUTHORIZED`, never `ABSENT`, so a destroy never releases a VM it could not see.
+`UNAUTHORIZED`/`FORBIDDEN`, never `ABSENT`, so a destroy never releases a VM it could not see.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ class ErrorKind(enum.StrEnum):
     """No usable answer: connection, TLS, timeouts, 5xx, or a reply we could not understand.
     After a read timeout a write may or may not have happened: re-read the state."""
     UNAUTHORIZED = "Unauthorized"
-    """401/403: wrong token or missing privileges."""
+    """401: the token is wrong, expired or unknown."""
+    FORBIDDEN = "Forbidden"
+    """403: the token lacks a privilege on the path (`Permission check failed (/vms/N, PRIV)`).
+    Never evidence of absence: a listing silently leaves out what the token may not audit."""
     REJECTED = "Rejected"
     """Other 4xx and 501: a bug on our side or bad input; retrying the same call will not help."""
 
@@ -92,6 +95,10 @@ class UnreachableError(ProxmoxError):
 
 class UnauthorizedError(ProxmoxError):
     kind = ErrorKind.UNAUTHORIZED
+
+
+class ForbiddenError(UnauthorizedError):
+    kind = ErrorKind.FORBIDDEN
 
 
 class RejectedError(ProxmoxError):
@@ -239,7 +246,9 @@ def _classify_response(exc: ResourceException, text: Callable[[str], str]) -> Pr
     detail = "".join(f"; {name}: {problem}" for name, problem in errors.items())
     message = text(f"{code} {reason}{detail}")
 
-    if code in (401, 403):
+    if code == 403:
+        return ForbiddenError(message, status_code=code)
+    if code == 401:
         return UnauthorizedError(message, status_code=code)
     if code == 500 and (match := match_message(reason)):
         kind, named = match

@@ -76,6 +76,39 @@ class ProxmoxVersion:
     def from_api(cls, data: dict[str, Any]) -> ProxmoxVersion:
         return cls(str(data["version"]), str(data["release"]), _optional_str(data.get("repoid")))
 
+    @property
+    def number(self) -> tuple[int, ...]:
+        """``8.1.4`` as (8, 1, 4); ``8.2.0~rc1`` as (8, 2, 0); unparsable parts end it."""
+        parts: list[int] = []
+        for part in re.split(r"[.~-]", self.version):
+            if not part.isdigit():
+                break
+            parts.append(int(part))
+        return tuple(parts)
+
+    @property
+    def knows_overrule_shutdown(self) -> bool:
+        """`status/stop` takes `overrule-shutdown` since qemu-server 8.1.2, shipped with PVE
+        8.2; older versions refuse the unknown parameter with 400."""
+        return self.number >= (8, 2)
+
+
+@dataclass(frozen=True)
+class ActiveTask:
+    """A running task from `GET /nodes/{node}/tasks?source=active`."""
+
+    upid: Upid
+    user: str  # who started it; for a token "user@realm!token"
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ActiveTask:
+        upid = parse_upid(str(data["upid"]))
+        # Running entries carry the full user, index entries split off "tokenid".
+        user = str(data.get("user") or upid.user)
+        if data.get("tokenid") and "!" not in user:
+            user = f"{user}!{data['tokenid']}"
+        return cls(upid, user)
+
 
 @dataclass(frozen=True)
 class VmResource:

@@ -1,0 +1,51 @@
+"""Our own work first, ownership second: a VM the object itself is creating or deleting is
+never judged NotOwned because its tags are not there yet, or not there any more."""
+
+from __future__ import annotations
+
+from proxmox_vm_operator.domain.destroy import Outcome
+from proxmox_vm_operator.simulator.server import Simulator
+
+from .driver import NAMESPACE, NODE, SECRET_NAME, Driver, calls, ownership_tag, proxmox_vm
+
+VMID = 151
+
+
+async def test_a_vm_created_just_before_a_restart_is_waited_for_and_destroyed(
+    sim: Simulator, driver: Driver
+) -> None:
+    """The operator died between the create call and the status write, and the object was
+    deleted while it was down: status.vmid is there, status.task is not, and the VM sits
+    under "lock: create" without tags until its create ends."""
+    client = await driver.operator.pool.client(NAMESPACE, SECRET_NAME)
+    await client.create_vm(NODE, VMID, {"name": "web-1", "memory": 512, "tags": ownership_tag()})
+    assert sim.vm(VMID) is not None
+    obj = proxmox_vm(VMID)
+    obj["status"] = {"vmid": VMID, "phase": "Provisioning"}  # no record of the create task
+
+    destroy = await driver.destroy(obj, max_passes=20)
+
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    assert "NotOwned" not in destroy.warnings()
+    assert any("being provisioned" in p.message for p in destroy.passes), destroy.describe()
+    assert not sim.vm_exists(VMID)
+    assert len(calls(sim.requests, "delete", VMID)) == 1
+
+
+async def test_a_delete_whose_record_was_lost_in_a_restart_is_followed_not_sent_twice(
+    sim: Simulator, driver: Driver
+) -> None:
+    """The DELETE went out, the status write that would have recorded its task did not: the
+    restarted operator finds the delete task running and follows it."""
+    sim.add_vm(VMID, tags=[ownership_tag()], running=False)
+    destroy = driver.add(proxmox_vm(VMID))
+    before = dict(destroy.status)
+    first = await driver.step()
+    assert first.action == "delete"
+    destroy.obj["status"] = before  # the write of that pass was lost
+    await driver.step(restart=True)
+    await driver.run(max_passes=20)
+
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    assert len(calls(sim.requests, "delete", VMID)) == 1, destroy.describe()
+    assert "NotOwned" not in destroy.warnings()
