@@ -188,20 +188,6 @@ def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> 
             generation=meta.get("generation"),
         )
     stalled = result.stalled
-    previous = find(conditions, DELETION_STALLED)
-    newly_stalled = stalled is not None and (
-        previous is None or previous.get("status") != "True" or previous.get("reason") != stalled
-    )
-    if newly_stalled:
-        assert stalled is not None
-        # The condition says it; an event makes it visible in `kubectl get events` and to
-        # anything that alerts on Warning events.
-        kopf.event(
-            body,
-            type="Warning",
-            reason=stalled.value,
-            message=f"the destroy is stalled: {result.message or stalled.value}",
-        )
     if result.invalid_spec is not None:
         result.message = (
             f"{result.message or 'destroying'} (the spec is invalid, so the default policy "
@@ -232,6 +218,20 @@ def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> 
     # The destroy gauges follow this status once the watch shows it (track_objects).
 
 
+def stall_events(body: kopf.Body, result: DestroyPass) -> list[Event]:
+    """A Warning when the destroy becomes stalled, or stalled for another reason: the condition
+    says it, the event shows it in `kubectl get events` and to whatever watches Warnings."""
+    stalled = result.stalled
+    if stalled is None:
+        return []
+    previous = find(body.status.get("conditions") or [], DELETION_STALLED)
+    if previous is not None and previous.get("status") == "True":
+        if previous.get("reason") == stalled.value:
+            return []
+    message = f"the destroy is stalled: {result.message or stalled.value}"
+    return [Event("Warning", stalled.value, message)]
+
+
 def destroy_request(body: kopf.Body) -> DestroyRequest:
     """What the destroyer needs of the object, as plain data."""
     meta = body.metadata
@@ -250,7 +250,7 @@ def destroy_request(body: kopf.Body) -> DestroyRequest:
 async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     result = await runtime.destroyer.run_pass(destroy_request(body), _now())
-    _post(body, result.events)
+    _post(body, [*result.events, *stall_events(body, result)])
     _report_destroy(body, patch, result)
     if result.fallback:
         metrics.destroy_fallbacks.inc()

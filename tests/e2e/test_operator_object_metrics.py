@@ -108,7 +108,7 @@ def test_the_started_gauge_returns_at_once_while_the_destroy_is_backing_off(
     wait_record(
         cluster,
         "web-1",
-        lambda r: r.get("attempts", 0) >= 4,  # the next attempt is 16 s or more away, so
+        lambda r: r.get("failures", 0) >= 4,  # the next attempt is 15 s or more away, so
         # a gauge back within 10 s of the restart came from the watch, not from a pass
         timeout=30,
         what="a destroy backing off",
