@@ -10,6 +10,7 @@ Deliberately thin. Two rules keep the destroy safe (design.md):
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from . import metrics
+from . import kube, metrics
 from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest, spec_for_destroy
 from .controller.reconciler import Reconciler, ReconcileRequest
 from .domain.conditions import (
@@ -128,6 +129,7 @@ async def _reconcile(
         generation=meta.get("generation"),
         spec=dict(body.spec),
         status=dict(body.status),
+        live=functools.partial(kube.read_proxmoxvm, str(meta.namespace), str(meta.name)),
     )
     result = await runtime.reconciler.run_pass(request, _now())
     metrics.reconciles.labels(result.progress.value).inc()
@@ -225,9 +227,12 @@ def stall_events(body: kopf.Body, result: DestroyPass) -> list[Event]:
     if stalled is None:
         return []
     previous = find(body.status.get("conditions") or [], DELETION_STALLED)
-    if previous is not None and previous.get("status") == "True":
-        if previous.get("reason") == stalled.value:
-            return []
+    if (
+        previous is not None
+        and previous.get("status") == "True"
+        and previous.get("reason") == stalled.value
+    ):
+        return []
     message = f"the destroy is stalled: {result.message or stalled.value}"
     return [Event("Warning", stalled.value, message)]
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import kubernetes
+
+from .domain.model import GROUP, PLURAL, VERSION
 
 
 class SecretUnavailable(Exception):
@@ -59,3 +62,31 @@ def _read_secret(namespace: str, name: str) -> SecretData:
 
 async def read_secret(namespace: str, name: str) -> SecretData:
     return await asyncio.to_thread(_read_secret, namespace, name)
+
+
+class ObjectUnavailable(Exception):
+    """The ProxmoxVM could not be read (not: it does not exist)."""
+
+
+def _read_proxmoxvm(namespace: str, name: str) -> dict[str, Any] | None:
+    api = kubernetes.client.CustomObjectsApi()
+    try:
+        found: object = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ObjectUnavailable(
+            f"ProxmoxVM {namespace}/{name} could not be read: HTTP {exc.status} {exc.reason}"
+        ) from None
+    except Exception as exc:  # connection problems of the client
+        raise ObjectUnavailable(
+            f"ProxmoxVM {namespace}/{name} could not be read: {type(exc).__name__}"
+        ) from None
+    if not isinstance(found, dict):
+        raise ObjectUnavailable(f"ProxmoxVM {namespace}/{name}: unexpected answer")
+    return found
+
+
+async def read_proxmoxvm(namespace: str, name: str) -> dict[str, Any] | None:
+    """The object as the API server has it now; None when it does not exist."""
+    return await asyncio.to_thread(_read_proxmoxvm, namespace, name)

@@ -49,3 +49,22 @@ async def test_a_delete_whose_record_was_lost_in_a_restart_is_followed_not_sent_
     assert destroy.outcome is Outcome.DELETED, destroy.describe()
     assert len(calls(sim.requests, "delete", VMID)) == 1, destroy.describe()
     assert "NotOwned" not in destroy.warnings()
+
+
+async def test_every_vm_with_the_objects_tag_is_destroyed_not_just_the_one_status_names(
+    sim: Simulator, driver: Driver
+) -> None:
+    """A create and destroy raced under a slow API server: a pass acting on a stale object
+    made VM 113 while the status names VM 103. Releasing after 103 alone leaked 113."""
+    sim.add_vm(103, tags=[ownership_tag()], running=True)
+    sim.add_vm(113, tags=[ownership_tag()], running=True)
+    sim.add_vm(120, tags=["vmop-someone-else"], running=True)
+
+    destroy = await driver.destroy(proxmox_vm(103), max_passes=30)
+
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    assert not sim.vm_exists(103) and not sim.vm_exists(113)
+    assert sim.vm_exists(120)
+    assert "StrayVM" in destroy.warnings()
+    for vmid in (103, 113):
+        assert len(calls(sim.requests, "delete", vmid)) == 1

@@ -17,6 +17,7 @@ from proxmox_vm_operator.domain.destroy import (
     Release,
     RemoveOwnershipTag,
     StallReason,
+    TaggedVM,
     TaskObservation,
     TaskState,
     VMAbsent,
@@ -25,6 +26,7 @@ from proxmox_vm_operator.domain.destroy import (
     Wait,
     call_failed,
     decide,
+    destroy_strays,
     ownership_tag,
     shutdown_accepted,
 )
@@ -475,3 +477,14 @@ def test_adopt_never_lets_a_destroy_take_a_vm_another_object_owns() -> None:
     owned_elsewhere = running(tags=frozenset({"vmop-another-object"}))
     decision = decide(ctx(adopter), owned_elsewhere, None)
     assert decision.action == Release(Outcome.NOT_OWNED)
+
+
+def test_a_gone_vm_releases_only_once_no_other_vm_carries_the_objects_tag() -> None:
+    done = decide(ctx(seconds=5), VMAbsent(), None)
+    assert done.action == Release(Outcome.ALREADY_ABSENT)
+    assert destroy_strays(ctx(), done, [TaggedVM(120, "pve1")]) == done  # itself
+    switched = destroy_strays(ctx(), done, [TaggedVM(120, "pve1"), TaggedVM(131, "pve2")])
+    assert isinstance(switched.action, Wait)
+    assert switched.record is not None and switched.record.vmid == 131
+    assert switched.record.step is DestroyStep.STARTING
+    assert [(e.type, e.reason) for e in switched.events] == [("Warning", "StrayVM")]

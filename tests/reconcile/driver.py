@@ -19,6 +19,7 @@ from typing import Any
 
 from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.reconciler import (
+    LiveObject,
     ReconcilePass,
     Reconciler,
     ReconcileRequest,
@@ -107,6 +108,9 @@ class Driver:
     passes: list[PassRecord] = field(default_factory=list)
     # kopf's ``retry``: how many passes in a row asked to be run again.
     attempt: int = 0
+    # The object as the API server has it now, when a test makes it differ from the copy
+    # the passes act on (a slow API server); None: the same as that copy.
+    live: LiveObject | None = None
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -123,6 +127,7 @@ class Driver:
             generation=self.generation,
             spec=copy.deepcopy(self.spec),
             status=copy.deepcopy(self.status),
+            live=self.live,
         )
         now = self.now
         result = await self.reconciler.run_pass(request, now)

@@ -24,6 +24,7 @@ from ..domain.destroy import (
     Release,
     RemoveOwnershipTag,
     StallReason,
+    TaggedVM,
     TaskObservation,
     TaskState,
     VMObservation,
@@ -32,11 +33,12 @@ from ..domain.destroy import (
     backoff,
     call_failed,
     decide,
+    destroy_strays,
     shutdown_accepted,
     start_record,
 )
 from ..domain.model import DestroyPolicy, DestroyStatus, ProxmoxVMSpec
-from ..domain.vmconfig import without_ownership_tag
+from ..domain.vmconfig import ownership_tag, without_ownership_tag
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError
 from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
@@ -199,7 +201,10 @@ class Destroyer:
 
     async def _run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
         spec = spec_for_destroy(request.spec).spec
+        record = _record(request.status)
         vmid = request.status.get("vmid")
+        if record is not None and record.vmid is not None:
+            vmid = record.vmid  # a stray VM with our tag, after the one status names
         provisioning = request.status.get("task") or {}
         ctx = DestroyContext(
             now=now,
@@ -207,7 +212,7 @@ class Destroyer:
             spec=spec,
             annotations=request.annotations,
             vmid=int(vmid) if vmid is not None else None,
-            record=_record(request.status),
+            record=record,
             stall_after=self.stall_after,
             provisioned_by_us=provisioning.get("action") in ("create", "clone"),
         )
@@ -234,6 +239,21 @@ class Destroyer:
                 if task.state in (TaskState.SUCCEEDED, TaskState.FAILED):
                     self.budget.finished(ctx.record.task_upid)
         decision = decide(ctx, vm, task)
+        if (
+            client is not None
+            and isinstance(decision.action, Release)
+            and decision.action.outcome in (Outcome.DELETED, Outcome.ALREADY_ABSENT)
+        ):
+            try:
+                tagged = [
+                    TaggedVM(found.vmid, found.node)
+                    for found in await client.list_vms()
+                    if ownership_tag(ctx.uid) in found.tags
+                ]
+            except ProxmoxError as exc:
+                decision = call_failed(ctx, decision, _stall_reason(exc), exc.message)
+            else:
+                decision = destroy_strays(ctx, decision, tagged)
         return await self._act(ctx, decision, client)
 
     def _finish(self, decision: Decision) -> DestroyPass:

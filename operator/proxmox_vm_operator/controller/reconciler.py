@@ -38,6 +38,11 @@ SECRET_RECHECK_CAP = 30.0
 POWER_OFF_TIMEOUT = 60
 
 
+# Reads the object as the API server has it now (None: it is gone). A pass acts on the copy
+# its event carried, which a slow API server may hand out long after it changed.
+LiveObject = Callable[[], Awaitable[Mapping[str, Any] | None]]
+
+
 @dataclass(frozen=True)
 class ReconcileRequest:
     namespace: str
@@ -46,6 +51,7 @@ class ReconcileRequest:
     generation: int | None
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    live: LiveObject | None = None
 
 
 @dataclass
@@ -313,7 +319,35 @@ class _Pass:
     def _desired(self, spec: ProxmoxVMSpec) -> dict[str, str | int]:
         return desired_config(spec, self.request.name, self.request.uid)
 
+    async def _still_to_create(self, vmid: int) -> str | None:
+        """Why this pass must not create ``vmid`` after all, judged on the live object: it is
+        being deleted, or another pass recorded another VMID. A create from a stale copy made
+        a second VM that no status named, and the destroy released the object without it."""
+        if self.request.live is None:
+            return None
+        try:
+            live = await self.request.live()
+        except Exception as exc:  # the API server is the one that could not answer
+            return f"the object could not be read to confirm the create: {exc}"
+        if live is None:
+            return "the object is gone"
+        metadata = live.get("metadata") or {}
+        if metadata.get("uid") != self.request.uid:
+            return "the object was replaced"
+        if metadata.get("deletionTimestamp"):
+            return "the object is being deleted"
+        recorded = (live.get("status") or {}).get("vmid")
+        if recorded != vmid:
+            return f"the object now records VM {recorded}, not {vmid}"
+        return None
+
     async def _create(self, spec: ProxmoxVMSpec, client: ProxmoxClient, vmid: int) -> ReconcilePass:
+        stale = await self._still_to_create(vmid)
+        if stale is not None:
+            # No create. The live object's own events drive the next pass; a failed read is
+            # tried again soon.
+            self.result.retry_after = 5.0 if "could not be read" in stale else None
+            return self.result
         clone = spec.source.clone_from if spec.source else None
         if clone is not None:
             source_node = clone.node

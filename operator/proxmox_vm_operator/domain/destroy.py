@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -338,6 +338,34 @@ def decide(ctx: DestroyContext, vm: VMObservation | None, task: TaskObservation 
         _step(record, DestroyStep.DELETING_VM),
         events,
     )
+
+
+@dataclass(frozen=True)
+class TaggedVM:
+    """A VM the cluster listing shows with this object's ownership tag."""
+
+    vmid: int
+    node: str
+
+
+def destroy_strays(ctx: DestroyContext, done: Decision, tagged: Sequence[TaggedVM]) -> Decision:
+    """The VM is gone; before the finalizer goes, so is every other VM with this object's tag.
+
+    A pass acting on a stale copy of the object can create a second VM (the status then
+    names only one of them): releasing the object would leave the other running with our
+    tag and no owner. ``done`` is the Release decision for ``ctx.vmid``.
+    """
+    strays = sorted((vm for vm in tagged if vm.vmid != ctx.vmid), key=lambda vm: vm.vmid)
+    if not strays or not isinstance(done.action, Release):
+        return done
+    stray = strays[0]
+    started = done.record.started_at if done.record is not None else format_time(ctx.now)
+    record = start_record(ctx).model_copy(update={"vmid": stray.vmid, "started_at": started})
+    message = (
+        f"VM {stray.vmid} on {stray.node} also carries this object's ownership tag "
+        f"{ownership_tag(ctx.uid)}; destroying it too"
+    )
+    return Decision(Wait(MIN_WAIT), record, (Event("Warning", "StrayVM", message),), message)
 
 
 def call_failed(

@@ -297,6 +297,11 @@ class DestroyStatus(_Model):
     started_at: str = Field(alias="startedAt", description="When the destroy began (RFC 3339).")
     mode: DestroyMode = Field(description="The destroy mode in force (annotation or spec).")
     step: DestroyStep = Field(description="The current step of the destroy.")
+    vmid: int | None = Field(
+        default=None,
+        description="The VM being destroyed when it is not status.vmid: another VM found "
+        "carrying this object's ownership tag (made by a pass that acted on a stale object).",
+    )
     task_upid: str | None = Field(
         default=None, alias="taskUpid", description="The Proxmox task of the current step."
     )
