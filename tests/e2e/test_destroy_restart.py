@@ -75,7 +75,14 @@ def test_a_crash_during_the_graceful_wait_keeps_the_persisted_deadline(cluster: 
     # Down for 2.5 s, so a deadline counted from the restart would come about 3 s late.
     cluster.operator.kill()
     assert_held(cluster, "web-1", 2.5)
+    calls_before = len(cluster.sim.requests)
     cluster.operator.start()
+    # From its first look at Proxmox: on a loaded machine kopf may take seconds to get there.
+    cluster.wait_for(
+        lambda: len(cluster.sim.requests) > calls_before,
+        timeout=30,
+        what="the restarted operator's first Proxmox call",
+    )
     restarted_at = time.monotonic()
 
     cluster.wait_for(lambda: stops(cluster, VMID), timeout=15, what="the forced stop")
