@@ -67,16 +67,23 @@ def _simulator(args: argparse.Namespace) -> int:
     guest = GuestBehaviour(
         obeys_acpi=args.guest_acpi == "obey", shutdown_seconds=args.guest_shutdown_seconds
     )
-    simulator = Simulator(
-        nodes=nodes,
-        tokens=tokens,
-        host=args.host,
-        port=args.port,
-        time_scale=args.time_scale,
-        cert_dir=args.cert_dir,
-        default_guest=guest,
-        tls_hosts=tls_hosts,
-    )
+    try:
+        simulator = Simulator(
+            nodes=nodes,
+            tokens=tokens,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            cert_dir=args.cert_dir,
+            default_guest=guest,
+            tls_hosts=tls_hosts,
+            pve_version=args.pve_version,
+            control_host=args.control_host,
+            control_port=args.control_port,
+        )
+    except ValueError as exc:
+        print(f"--pve-version: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -90,6 +97,8 @@ def _simulator(args: argparse.Namespace) -> int:
         print(f"guests: {args.guest_acpi} ACPI shutdown requests", flush=True)
         if templates:
             print(f"templates: {' '.join(f'{v}@{n}' for v, n in templates)}", flush=True)
+        if simulator.control_endpoint is not None:
+            print(f"control: {simulator.control_endpoint}", flush=True)
         if targets:
             token_id = next(iter(tokens))
             credentials = publish.Credentials(
@@ -332,6 +341,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how often a published Secret is checked and put back if changed or deleted",
+    )
+    sim.add_argument(
+        "--pve-version",
+        default="9.1.1",
+        metavar="VERSION",
+        help="the Proxmox VE release to behave as, 7.4 up to 9.x (GET /version; e.g. 8.1.4 "
+        "refuses the stop parameter overrule-shutdown, which came with 8.2)",
+    )
+    sim.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the plain-HTTP control endpoint (POST /control/<method>: faults, "
+        "outages, ACLs, guests) on this port; off by default, 0 picks a free port",
+    )
+    sim.add_argument(
+        "--control-host",
+        default="127.0.0.1",
+        help="address of the control endpoint (it has no authentication: keep it private)",
     )
     sim.set_defaults(run=_simulator)
 

@@ -175,9 +175,25 @@ def test_delete(sim: Simulator, px: Any) -> None:
         {"key": "cpu", "value": "host", "delete": 1}
     ]
     # Deleting an unset key only warns, in the task log.
-    upid = vm.config.post(delete="hookscript")
+    upid = vm.config.post(delete="hotplug")
     assert wait_for_task(px, upid)["exitstatus"] == "OK"
-    assert "cannot delete 'hookscript' - not set in current configuration!" in task_log(px, upid)
+    assert "cannot delete 'hotplug' - not set in current configuration!" in task_log(px, upid)
+
+
+def test_options_of_no_privilege_group_are_for_root_at_pam_alone(sim: Simulator, px: Any) -> None:
+    """Qemu.pm $check_vm_modify_config_perm: hookscript or vmgenid belong to no privilege
+    group; only root@pam itself may set or delete them, not even its tokens."""
+    sim.add_vm(100)
+    vm = px.nodes("pve1").qemu(100)
+    assert http_error(lambda: vm.config.post(delete="hookscript")) == (
+        500,
+        "only root can set 'hookscript' config",
+    )
+    assert http_error(lambda: vm.config.put(vmgenid="1")) == (
+        500,
+        "only root can set 'vmgenid' config",
+    )
+    assert sim.tasks() == []
 
 
 def test_delete_parameter_errors(sim: Simulator, px: Any) -> None:

@@ -10,7 +10,7 @@ from proxmoxer import ProxmoxAPI, ResourceException
 
 from proxmox_vm_operator.simulator import Simulator
 
-from .helpers import client_for, eventually, task_log, vm_state, wait_for_task
+from .helpers import client_for, task_log, vm_state, wait_for_task
 
 MISSING = "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist"
 
@@ -109,18 +109,80 @@ def test_purge_removes_the_ha_resource(sim: Simulator, px: Any) -> None:
     assert not sim.vm_exists(100)
 
 
-def test_the_config_shows_lock_destroyed_while_the_task_runs(
+def test_destroy_runs_in_three_phases_a_poller_can_see(
     make_sim: Callable[..., Simulator],
 ) -> None:
+    """QemuServer.pm destroy_vm, called by the qmdestroy worker under the config flock:
+    (a) the volumes are freed while the config is still whole; (b) the config is rewritten to
+    only "lock: destroyed"; (c) ACLs, pool membership and (purge) HA go, then the config."""
     sim = make_sim(time_scale=1e-6)  # frozen: the clock moves when the test says so
     px = client_for(sim)
-    sim.add_vm(100)
-    upid = px.nodes("pve1").qemu(100).delete()
-    eventually(lambda: vm_state(sim, 100)["lock"] == "destroyed", 5, "lock: destroyed")
-    assert px.nodes("pve1").qemu(100).status.current.get()["lock"] == "destroyed"
-    sim.advance(2)
+    sim.add_vm(100, tags=["owned"], ha_state="stopped", config={"scsi0": "local-lvm:vm-100-disk-0"})
+    sim.grant("alice@pve", "/vms/100", ["VM.Audit"])
+    sim.set_pool(100, "team")
+    vm = px.nodes("pve1").qemu(100)
+    upid = vm.delete(purge=1)
+
+    sim.advance(1)  # phase (a), 80 % of Timings.destroy (2 s): freeing the volumes
+    config = vm.config.get()
+    assert (config["name"], config["tags"]) == ("vm100", "owned")
+    assert "lock" not in config and "lock" not in vm.status.current.get()
+    assert px.nodes("pve1").tasks(upid).status.get()["status"] == "running"
+
+    sim.advance(0.7)  # phase (b): the replacement config holds only the lock
+    config = vm.config.get()
+    del config["digest"]
+    assert config == {"lock": "destroyed"}
+    current = vm.status.current.get()
+    assert current["lock"] == "destroyed" and "tags" not in current and current["name"] == "VM 100"
+    assert px.cluster.ha.resources.get() != []  # purge comes in phase (c)
+    assert vm_state(sim, 100)["pool"] == "team"
+
+    sim.advance(0.2)  # phase (c): access, pool and HA cleaned up; the config not yet removed
+    assert px.cluster.ha.resources.get() == []
+    assert vm_state(sim, 100)["pool"] is None
+    assert vm_state(sim, 100)["config"] == {"lock": "destroyed"}
+
+    sim.advance(0.2)
     assert wait_for_task(px, upid, timeout=5)["exitstatus"] == "OK"
     assert not sim.vm_exists(100)
+
+
+def test_the_early_checks_are_repeated_under_the_flock(make_sim: Callable[..., Simulator]) -> None:
+    """Qemu.pm destroy_vm realcmd repeats $early_checks once it holds the lock: the config
+    may have changed (or gone) while it waited."""
+    sim = make_sim(time_scale=1e-6)
+    px = client_for(sim)
+    sim.add_vm(100)
+    sim.add_vm(101)
+    sim.hold_flock(100, 5)
+    sim.hold_flock(101, 5)
+    protected = px.nodes("pve1").qemu(100).delete()
+    first, second = px.nodes("pve1").qemu(101).delete(), px.nodes("pve1").qemu(101).delete()
+    sim.set_protection(100)
+    sim.advance(5)  # the holders let go
+    for _ in range(6):  # the first 101 destroy runs through its phases, then the second
+        sim.advance(0.5)
+    assert wait_for_task(px, protected, timeout=5)["exitstatus"] == (
+        "can't remove VM 100 - protection mode enabled"
+    )
+    assert sim.vm_exists(100)
+    statuses = sorted(wait_for_task(px, upid, timeout=5)["exitstatus"] for upid in (first, second))
+    assert statuses == ["Configuration file 'nodes/pve1/qemu-server/101.conf' does not exist", "OK"]
+
+
+def test_without_quorum_the_task_fails_writing_the_config(sim: Simulator, px: Any) -> None:
+    """destroy_vm has no quorum check before the fork: the worker frees the volumes, then
+    cannot write the replacement config to the read-only /etc/pve."""
+    sim.add_vm(100, tags=["owned"])
+    sim.set_quorum(False)
+    upid = px.nodes("pve1").qemu(100).delete()
+    pid = int(upid.split(":")[2], 16)
+    assert wait_for_task(px, upid)["exitstatus"] == (
+        f"unable to open file '/etc/pve/nodes/pve1/qemu-server/100.conf.tmp.{pid}' - "
+        "Permission denied"
+    )
+    assert vm_state(sim, 100)["config"]["tags"] == "owned"
 
 
 def test_the_wrong_node_and_an_unknown_node(sim: Simulator, px: Any) -> None:

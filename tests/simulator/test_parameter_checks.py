@@ -123,10 +123,14 @@ def test_the_node_is_resolved_before_parameters_are_checked(sim: Simulator, px: 
     assert offline.value.status_code == 595
 
 
-def test_a_parameter_may_not_repeat_the_path(sim: Simulator, px: Any) -> None:
+def test_a_parameter_may_repeat_the_path_only_with_the_same_value(sim: Simulator, px: Any) -> None:
     sim.add_vm(100)
-    errors = param_errors(lambda: px.nodes("pve1").qemu(100).config.put(vmid=100, cores=2))
-    assert errors == {"vmid": "duplicate parameter (already defined in URI)"}
+    errors = param_errors(lambda: px.nodes("pve1").qemu(100).config.put(vmid=101, cores=2))
+    assert errors == {
+        "vmid": "duplicate parameter (already defined in URI) with conflicting values!"
+    }
+    px.nodes("pve1").qemu(100).config.put(vmid=100, cores=2)
+    assert px.nodes("pve1").qemu(100).config.get()["cores"] == 2
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,17 @@ against an independent implementation.
 """
 
 from .api import RecordedRequest
+from .control import ControlError, SimulatorControl
 from .faults import Unreachable
 from .server import Simulator
 from .state import GuestBehaviour, Timings
 
-__all__ = ["GuestBehaviour", "RecordedRequest", "Simulator", "Timings", "Unreachable"]
+__all__ = [
+    "ControlError",
+    "GuestBehaviour",
+    "RecordedRequest",
+    "Simulator",
+    "SimulatorControl",
+    "Timings",
+    "Unreachable",
+]

@@ -21,6 +21,7 @@ from . import schema
 from .cluster import Cluster, Listing, Params
 from .errors import ApiError, param_error
 from .faults import Faults, Unreachable
+from .permissions import VM_CONFIG_PRIVILEGES, AllOf, AnyOf, Check, Perm
 
 BASE = "/api2/json"
 TICKET_LIFETIME = 2 * 3600
@@ -45,6 +46,8 @@ class Route:
     template: str
     schema: schema.Schema
     handler: Handler
+    # The route's ``permissions => { check => ... }``; None is ``user => 'all'``.
+    permission: Check | None = None
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if method != self.method:
@@ -67,11 +70,11 @@ async def _version(c: Cluster, user: str, p: Params) -> Any:
 
 
 async def _nodes(c: Cluster, user: str, p: Params) -> Any:
-    return c.list_nodes()
+    return c.list_nodes(user)
 
 
 async def _resources(c: Cluster, user: str, p: Params) -> Any:
-    return c.cluster_resources(p.get("type"))
+    return c.cluster_resources(p.get("type"), user)
 
 
 async def _nextid(c: Cluster, user: str, p: Params) -> Any:
@@ -79,7 +82,7 @@ async def _nextid(c: Cluster, user: str, p: Params) -> Any:
 
 
 async def _vm_list(c: Cluster, user: str, p: Params) -> Any:
-    return c.list_vms(p["node"])
+    return c.list_vms(p["node"], user)
 
 
 async def _create(c: Cluster, user: str, p: Params) -> Any:
@@ -131,19 +134,19 @@ async def _destroy(c: Cluster, user: str, p: Params) -> Any:
 
 
 async def _task_list(c: Cluster, user: str, p: Params) -> Any:
-    return c.task_list(p["node"], p)
+    return c.task_list(p["node"], p, user)
 
 
 async def _task_status(c: Cluster, user: str, p: Params) -> Any:
-    return c.task(p["node"], p["upid"]).status_reply()
+    return c.task(p["node"], p["upid"], user).status_reply()
 
 
 async def _task_log(c: Cluster, user: str, p: Params) -> Any:
-    return c.task_log(p["node"], p["upid"], p.get("start", 0), p.get("limit", 50))
+    return c.task_log(p["node"], p["upid"], p.get("start", 0), p.get("limit", 50), user)
 
 
 async def _task_kill(c: Cluster, user: str, p: Params) -> Any:
-    c.kill_task(p["node"], p["upid"])
+    c.kill_task(p["node"], p["upid"], user)
 
 
 async def _ha_list(c: Cluster, user: str, p: Params) -> Any:
@@ -163,28 +166,48 @@ async def _ha_delete(c: Cluster, user: str, p: Params) -> Any:
 
 
 VM = "/nodes/{node}/qemu/{vmid}"
+# Each route's permission check, from its ``permissions`` in pve-manager PVE/API2.pm,
+# PVE/API2/Cluster.pm, PVE/API2/Tasks.pm, pve-ha-manager PVE/API2/HA/Resources.pm and
+# qemu-server PVE/API2/Qemu.pm; None (user => 'all') routes filter or check inside.
+VM_AUDIT = Perm("/vms/{vmid}", ("VM.Audit",))
+VM_POWER = Perm("/vms/{vmid}", ("VM.PowerMgmt",))
+VM_CONFIG_ANY = Perm("/vms/{vmid}", VM_CONFIG_PRIVILEGES, any=True)
+# Qemu.pm clone_vm: VM.Clone on the source, VM.Allocate on the new vmid or on the pool.
+CLONE_CHECK = AllOf(
+    (
+        Perm("/vms/{vmid}", ("VM.Clone",)),
+        AnyOf(
+            (
+                Perm("/vms/{newid}", ("VM.Allocate",)),
+                Perm("/pool/{pool}", ("VM.Allocate",), require_param="pool"),
+            )
+        ),
+    )
+)
+HA_AUDIT = Perm("/", ("Sys.Audit",))
+HA_MODIFY = Perm("/", ("Sys.Console",))
 ROUTES = (
     Route("GET", "/version", schema.EMPTY, _version),
     Route("GET", "/nodes", schema.EMPTY, _nodes),
     Route("GET", "/cluster/resources", schema.RESOURCES, _resources),
     Route("GET", "/cluster/nextid", schema.NEXTID, _nextid),
-    Route("GET", "/cluster/ha/resources", schema.HA_LIST, _ha_list),
-    Route("POST", "/cluster/ha/resources", schema.HA_CREATE, _ha_add),
-    Route("GET", "/cluster/ha/resources/{sid}", schema.HA_SID, _ha_get),
-    Route("DELETE", "/cluster/ha/resources/{sid}", schema.HA_SID, _ha_delete),
+    Route("GET", "/cluster/ha/resources", schema.HA_LIST, _ha_list, HA_AUDIT),
+    Route("POST", "/cluster/ha/resources", schema.HA_CREATE, _ha_add, HA_MODIFY),
+    Route("GET", "/cluster/ha/resources/{sid}", schema.HA_SID, _ha_get, HA_AUDIT),
+    Route("DELETE", "/cluster/ha/resources/{sid}", schema.HA_SID, _ha_delete, HA_MODIFY),
     Route("GET", "/nodes/{node}/qemu", schema.VM_LIST, _vm_list),
     Route("POST", "/nodes/{node}/qemu", schema.CREATE_VM, _create),
-    Route("DELETE", VM, schema.DESTROY, _destroy),
-    Route("GET", f"{VM}/config", schema.CONFIG_GET, _config_get),
-    Route("POST", f"{VM}/config", schema.CONFIG_POST, _config_post),
-    Route("PUT", f"{VM}/config", schema.CONFIG_PUT, _config_put),
-    Route("GET", f"{VM}/pending", schema.VM_PATH, _pending),
-    Route("GET", f"{VM}/status/current", schema.VM_PATH, _status_current),
-    Route("POST", f"{VM}/status/start", schema.START, _start),
-    Route("POST", f"{VM}/status/stop", schema.STOP, _stop),
-    Route("POST", f"{VM}/status/shutdown", schema.SHUTDOWN, _shutdown),
-    Route("POST", f"{VM}/status/reboot", schema.REBOOT, _reboot),
-    Route("POST", f"{VM}/clone", schema.CLONE, _clone),
+    Route("DELETE", VM, schema.DESTROY, _destroy, Perm("/vms/{vmid}", ("VM.Allocate",))),
+    Route("GET", f"{VM}/config", schema.CONFIG_GET, _config_get, VM_AUDIT),
+    Route("POST", f"{VM}/config", schema.CONFIG_POST, _config_post, VM_CONFIG_ANY),
+    Route("PUT", f"{VM}/config", schema.CONFIG_PUT, _config_put, VM_CONFIG_ANY),
+    Route("GET", f"{VM}/pending", schema.VM_PATH, _pending, VM_AUDIT),
+    Route("GET", f"{VM}/status/current", schema.VM_PATH, _status_current, VM_AUDIT),
+    Route("POST", f"{VM}/status/start", schema.START, _start, VM_POWER),
+    Route("POST", f"{VM}/status/stop", schema.STOP, _stop, VM_POWER),
+    Route("POST", f"{VM}/status/shutdown", schema.SHUTDOWN, _shutdown, VM_POWER),
+    Route("POST", f"{VM}/status/reboot", schema.REBOOT, _reboot, VM_POWER),
+    Route("POST", f"{VM}/clone", schema.CLONE, _clone, CLONE_CHECK),
     Route("GET", "/nodes/{node}/tasks", schema.TASK_LIST, _task_list),
     Route("GET", "/nodes/{node}/tasks/{upid}/status", schema.TASK_PATH, _task_status),
     Route("GET", "/nodes/{node}/tasks/{upid}/log", schema.TASK_LOG, _task_log),
@@ -400,18 +423,24 @@ class ProxmoxApi:
                 failure.errors,
                 empty_body=failure.status in (401, 595, 596),
             )
+        # pve-manager PVE/HTTPServer.pm rest_handler: a parameter may repeat a path value
+        # only with the same value (since pve-manager a2beaf13, PVE 6.3).
         duplicates = {
-            name: "duplicate parameter (already defined in URI)"
-            for name in params
-            if name in path_params
+            name: "duplicate parameter (already defined in URI) with conflicting values!"
+            for name, value in params.items()
+            if name in path_params and str(value) != path_params[name]
         }
         if duplicates:
             raise param_error(duplicates)
+        # pve-manager PVE/HTTPServer.pm rest_handler: the route's permission check runs on the
+        # raw parameters, before the call is proxied to its node and before the schema.
+        raw_params = {k: v if isinstance(v, str) else str(v) for k, v in params.items()}
+        self.cluster.permissions.check_route(route.permission, user, {**raw_params, **path_params})
         if "node" in path_params:
             # pveproxy forwards the call to {node} before the node checks the parameters: an
             # unknown node is a failed hostname lookup, an offline one a 595.
             self.cluster.node(path_params["node"])
-        values = route.schema.validate({**params, **path_params}, user)
+        values = route.schema.validate({**params, **path_params}, user, self.cluster.version_info)
         return await route.handler(self.cluster, user, values)
 
     async def _login(self, params: dict[str, Any]) -> Any:

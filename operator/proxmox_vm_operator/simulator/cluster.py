@@ -21,6 +21,14 @@ from typing import Any
 from .clock import SimClock, WaitTimedOut
 from .errors import ApiError, TaskError, config_missing, flock_timeout, param_error, vm_locked
 from .faults import Faults
+from .permissions import (
+    ROOT_USER,
+    Permissions,
+    check_serial_options,
+    check_vm_config_options,
+    permission_denied,
+    task_visible_to,
+)
 from .schema import VM_CONFIG, InvalidValue, normalize_tags
 from .state import (
     CLOUD_INIT_KEYS,
@@ -39,6 +47,7 @@ from .state import (
     make_upid,
     random_mac,
 )
+from .versions import DEFAULT_VERSION, PveVersion
 
 Params = dict[str, Any]
 Worker = Callable[[Task], Awaitable[None]]
@@ -96,8 +105,11 @@ class Cluster:
         faults: Faults,
         seed: int | None = None,
         default_guest: GuestBehaviour | None = None,
+        version: PveVersion | None = None,
     ) -> None:
         self.clock = clock
+        self.version_info = version or PveVersion.parse(DEFAULT_VERSION)
+        self.permissions = Permissions()
         # How the guest of a VM created or cloned through the API behaves.
         self.default_guest = default_guest or GuestBehaviour()
         self.timings = timings
@@ -260,13 +272,24 @@ class Cluster:
             stored[key] = value
         return stored
 
-    def _check_storages(self, node: str, values: Mapping[str, Any]) -> None:
-        """check_storage_access (before the fork): a new disk on an unknown storage is a 500."""
+    def _check_storages(self, node: str, values: Mapping[str, Any], user: str) -> None:
+        """Qemu.pm check_storage_access (before the fork): a new disk needs
+        Datastore.AllocateSpace on its storage, then the storage must exist (a 500)."""
         for key, value in values.items():
             if _key_prefix(key) in DISK_PREFIXES and isinstance(value, str):
                 match = NEW_DISK.fullmatch(value)
-                if match and match["storage"] not in self.nodes[node].storages:
+                if match is None:
+                    continue
+                self.permissions.check(
+                    user, f"/storage/{match['storage']}", ["Datastore.AllocateSpace"]
+                )
+                if match["storage"] not in self.nodes[node].storages:
                     raise ApiError(500, f"storage '{match['storage']}' does not exist")
+
+    def _check_pool_exists(self, pool: str | None) -> None:
+        """RPCEnvironment.pm check_pool_exist: a 403, for root@pam too."""
+        if pool is not None and pool not in self.permissions.pools:
+            raise permission_denied(f"pool '{pool}' does not exist")
 
     def _power_off(self, vm: VM) -> None:
         vm.running = False
@@ -296,20 +319,25 @@ class Cluster:
     # -------------------------------------------------------------- reads
 
     def version(self) -> dict[str, Any]:
-        return {"version": "9.1.1", "release": "9.1", "repoid": "4e4f7a1c"}
+        """pve-manager PVE/API2.pm version: the pve-manager version, x.y release, git id."""
+        info = self.version_info
+        return {"version": str(info), "release": info.release, "repoid": info.repoid}
 
-    def list_nodes(self) -> list[dict[str, Any]]:
-        return [
-            {
+    def list_nodes(self, user: str = ROOT_USER) -> list[dict[str, Any]]:
+        """pve-manager PVE/API2/Nodes.pm index (API2Tools extract_node_stats): every node is
+        listed; its figures only to those with Sys.Audit on it."""
+        entries: list[dict[str, Any]] = []
+        for node in self.nodes.values():
+            entry: dict[str, Any] = {
                 "node": node.name,
                 "type": "node",
                 "id": f"node/{node.name}",
                 "status": "online" if node.online else "offline",
-                "maxcpu": 16,
-                "maxmem": 64 * 2**30,
             }
-            for node in self.nodes.values()
-        ]
+            if self.permissions.allowed(user, f"/nodes/{node.name}", ["Sys.Audit"]):
+                entry.update(maxcpu=16, maxmem=64 * 2**30)
+            entries.append(entry)
+        return entries
 
     def _vm_stats(self, vm: VM) -> dict[str, Any]:
         config = vm.config
@@ -340,9 +368,17 @@ class Cluster:
             reply["template"] = 1
         return reply
 
-    def list_vms(self, node: str) -> list[dict[str, Any]]:
+    def list_vms(self, node: str, user: str = ROOT_USER) -> list[dict[str, Any]]:
+        """Qemu.pm vmlist: only VMs the caller has VM.Audit on."""
         self.node(node)
-        return [self._vm_stats(vm) for vm in self.vms.values() if vm.node == node]
+        return [
+            self._vm_stats(vm)
+            for vm in self.vms.values()
+            if vm.node == node and self._can_audit(user, vm.vmid)
+        ]
+
+    def _can_audit(self, user: str, vmid: int) -> bool:
+        return self.permissions.allowed(user, f"/vms/{vmid}", ["VM.Audit"])
 
     def status_current(self, node: str, vmid: int) -> dict[str, Any]:
         vm = self.vm_on_node(node, vmid)
@@ -355,8 +391,9 @@ class Cluster:
         if _agent_enabled(vm.config.get("agent")):
             reply["agent"] = 1
         if vm.running:
-            reply["running-qemu"] = "9.2.0"
-            reply["running-machine"] = "pc-i440fx-9.2+pve0"
+            qemu = self.version_info.qemu
+            reply["running-qemu"] = qemu
+            reply["running-machine"] = f"pc-i440fx-{'.'.join(qemu.split('.')[:2])}+pve0"
         return reply
 
     def refresh_rrd(self) -> None:
@@ -370,37 +407,57 @@ class Cluster:
             self.refresh_rrd()
             await self.clock.sleep(self.timings.rrd_interval, drives_clock=False)
 
-    def cluster_resources(self, resource_type: str | None) -> list[dict[str, Any]]:
+    def cluster_resources(
+        self, resource_type: str | None, user: str = ROOT_USER
+    ) -> list[dict[str, Any]]:
+        """pve-manager PVE/API2/Cluster.pm resources: pools, guests, nodes, storages, in that
+        order; whatever the caller may not audit is silently left out (no error)."""
+        allowed = self.permissions.allowed
         entries: list[dict[str, Any]] = []
-        if resource_type in (None, "node"):
-            entries.extend(self.list_nodes())
-        if resource_type in (None, "storage"):
-            for node in self.nodes.values():
-                for storage in node.storages:
-                    entries.append(
-                        {
-                            "id": f"storage/{node.name}/{storage}",
-                            "type": "storage",
-                            "storage": storage,
-                            "node": node.name,
-                            "status": "available" if node.online else "unknown",
-                        }
-                    )
+        if resource_type is None:
+            for pool_name in sorted(self.permissions.pools):
+                if allowed(user, f"/pool/{pool_name}", ["Pool.Audit"]):
+                    entries.append({"id": f"/pool/{pool_name}", "pool": pool_name, "type": "pool"})
         if resource_type in (None, "vm"):
-            for vm in self.vms.values():
-                entries.append(self._vm_resource(vm))
+            guests: list[tuple[int, dict[str, Any]]] = [
+                (vm.vmid, self._vm_resource(vm)) for vm in self.vms.values()
+            ]
             for vmid, node_name in self.containers.items():
-                entries.append(
-                    {
-                        "id": f"lxc/{vmid}",
-                        "type": "lxc",
-                        "vmid": vmid,
-                        "node": node_name,
-                        "status": "running",
-                        "name": f"ct{vmid}",
-                        "template": 0,
-                    }
-                )
+                container = {
+                    "id": f"lxc/{vmid}",
+                    "type": "lxc",
+                    "vmid": vmid,
+                    "node": node_name,
+                    "status": "running",
+                    "name": f"ct{vmid}",
+                    "template": 0,
+                }
+                guests.append((vmid, container))
+            for vmid, entry in sorted(guests, key=lambda guest: str(guest[0])):
+                if not self._can_audit(user, vmid):
+                    continue
+                pool = self.permissions.pool_of.get(vmid)
+                if pool is not None and allowed(user, f"/pool/{pool}", ["Pool.Audit"]):
+                    entry["pool"] = pool
+                entries.append(entry)
+        if resource_type in (None, "node"):
+            entries.extend(self.list_nodes(user))
+        if resource_type in (None, "storage"):
+            storages = dict.fromkeys(s for node in self.nodes.values() for s in node.storages)
+            for storage in storages:
+                if not allowed(user, f"/storage/{storage}", ["Datastore.Audit"]):
+                    continue
+                for node in self.nodes.values():
+                    if storage in node.storages:
+                        entries.append(
+                            {
+                                "id": f"storage/{node.name}/{storage}",
+                                "type": "storage",
+                                "storage": storage,
+                                "node": node.name,
+                                "status": "available" if node.online else "unknown",
+                            }
+                        )
         return entries
 
     def _vm_resource(self, vm: VM) -> dict[str, Any]:
@@ -467,12 +524,29 @@ class Cluster:
     async def create_vm(self, user: str, params: Params) -> str:
         node = self.node(params.pop("node")).name
         vmid: int = params.pop("vmid")
-        self._require_quorum()
         start = params.pop("start", 0)
         ha_managed = params.pop("ha-managed", 0)
-        for option in ("storage", "pool", "force", "unique", "archive", "bwlimit", "live-restore"):
+        pool: str | None = params.pop("pool", None)
+        storage: str | None = params.pop("storage", None)
+        for option in ("force", "unique", "archive", "bwlimit", "live-restore"):
             params.pop(option, None)
-        self._check_storages(node, params)
+        self._require_quorum()
+        # Qemu.pm create_vm's checks inside the handler, in its order.
+        self._check_pool_exists(pool)
+        access = self.permissions
+        if storage is not None:
+            access.check(user, f"/storage/{storage}", ["Datastore.AllocateSpace"])
+        if ha_managed:
+            access.check(user, "/", ["Sys.Console"])
+        if start:
+            access.check_vm(user, vmid, pool, ["VM.PowerMgmt"])
+        if not access.allowed(user, f"/vms/{vmid}", ["VM.Allocate"]) and not (
+            pool and access.allowed(user, f"/pool/{pool}", ["VM.Allocate"])
+        ):
+            raise permission_denied()
+        self._check_storages(node, params, user)
+        check_vm_config_options(access, user, vmid, pool, params)
+        check_serial_options(access, user, vmid, pool, params)
         # create_and_lock_config, before the fork: under the flock (5 s), the vmid must be
         # unused; a config holding only "lock: create" is written.
         try:
@@ -510,8 +584,10 @@ class Cluster:
                 **config,
                 "smbios1": f"uuid={uuid.UUID(int=self.rng.getrandbits(128))}",
                 "vmgenid": str(uuid.UUID(int=self.rng.getrandbits(128))),
-                "meta": f"creation-qemu=9.2.0,ctime={int(self.clock.wall())}",
+                "meta": f"creation-qemu={self.version_info.qemu},ctime={int(self.clock.wall())}",
             }
+            if pool is not None:  # AccessControl.pm add_vm_to_pool, at the worker's end
+                self.permissions.set_pool(vmid, pool)
             if ha_managed:
                 task.log.append("Add as HA resource")
                 self.ha[vmid] = HAResource(vmid, "started" if start else "stopped", "stopped")
@@ -538,8 +614,10 @@ class Cluster:
         newid: int = params["newid"]
         storage: str | None = params.get("storage")
         target: str | None = params.get("target")
+        pool: str | None = params.get("pool")
         if target == source.node:
             target = None
+        self._check_pool_exists(pool)
         if target is not None:
             if target not in self.nodes:
                 raise ApiError(500, f"no such cluster node '{target}'")
@@ -557,6 +635,16 @@ class Cluster:
             raise ApiError(500, "parameter 'storage' not allowed for linked clones")
         if not full and "format" in params:
             raise ApiError(500, "parameter 'format' not allowed for linked clones")
+        # Qemu.pm $check_storage_access_clone: space on each disk's storage (or --storage).
+        for key, value in source.config.items():
+            if _key_prefix(key) in DISK_PREFIXES and isinstance(value, str):
+                volume = value.split(",")[0]
+                if volume == "none" or "media=cdrom" in value:
+                    continue
+                disk_storage = storage or volume.split(":")[0]
+                self.permissions.check(
+                    user, f"/storage/{disk_storage}", ["Datastore.AllocateSpace"]
+                )
         if target is not None and not self._uses_only_shared_storage(source):
             raise ApiError(500, f"can't clone VM to node '{target}' (VM uses local storage)")
         if newid in self.vms or newid in self.containers:
@@ -624,6 +712,8 @@ class Cluster:
                     task.warnings += 1
                     task.log.append("WARN: discarding pending changes of the source VM")
                 clone.config = config
+                if pool is not None:
+                    self.permissions.set_pool(newid, pool)
                 if target is not None:
                     clone.node = target
 
@@ -651,7 +741,12 @@ class Cluster:
                 raise param_error({"delete": f"unknown option '{key}'"})
         if not params and not deletions:
             raise ApiError(500, "no options specified")
-        self._check_storages(node, params)
+        # Qemu.pm $update_vm_api: each deleted, then each set option's privilege; tags are
+        # checked later, under the lock (assert_tag_permissions).
+        check_vm_config_options(self.permissions, user, vmid, None, deletions)
+        check_vm_config_options(self.permissions, user, vmid, None, params)
+        check_serial_options(self.permissions, user, vmid, None, params)
+        self._check_storages(node, params, user)
         # The early checks, before forking or locking; repeated under the flock.
         if digest is not None and digest != vm.digest():
             raise ApiError(500, "checksum mismatch (file change by other user?)")
@@ -664,6 +759,8 @@ class Cluster:
                     raise TaskError("checksum mismatch (file change by other user?)")
                 if vm.lock and not skiplock:
                     raise TaskError(vm_locked(vm.lock))
+                if "tags" in params or "tags" in deletions:
+                    self._check_tag_change(user, vm, task)
                 if task is not None:
                     await self.clock.sleep(self.timings.config)
                 for key in deletions:
@@ -708,6 +805,17 @@ class Cluster:
             raise ApiError(500, f"failed to update VM {vmid}: {status}")
         return upid
 
+    def _check_tag_change(self, user: str, vm: VM, task: Task | None) -> None:
+        """pve-guest-common GuestHelpers.pm assert_tag_permissions (under the config lock):
+        VM.Config.Options on the VM. The default tag policy (user-tag-access free, no
+        registered tags) needs nothing more."""
+        try:
+            self.permissions.check_vm(user, vm.vmid, None, ["VM.Config.Options"])
+        except ApiError as refused:
+            if task is None:
+                raise
+            raise TaskError(refused.message) from None
+
     @staticmethod
     def _applies_live(key: str) -> bool:
         return (
@@ -749,19 +857,10 @@ class Cluster:
 
         async def work(task: Task) -> None:
             if overrule:
-                shutdowns = [
-                    t
-                    for t in self.tasks.values()
-                    if t.type == "qmshutdown" and t.id == str(vmid) and t.running and t.worker
-                ]
-                for shutdown in shutdowns:
-                    assert shutdown.worker is not None
-                    shutdown.worker.cancel()
-                for shutdown in shutdowns:
-                    await shutdown.finished.wait()
-                if shutdowns:
-                    killed = " ".join(t.upid for t in shutdowns)
-                    task.log.append(f"overruled qmshutdown tasks: {killed}")
+                # Qemu.pm vm_stop calls abort_guest_tasks in the worker, before vm_stop.
+                killed = await self._abort_guest_tasks(user, node, "qmshutdown", vmid)
+                if killed:
+                    task.log.append(f"overruled qmshutdown tasks: {', '.join(killed)}")
             vm = self._vm_in_task(node, vmid)
             async with self.flock(vm, self.timings.flock_wait):
                 if not vm.running:
@@ -772,6 +871,32 @@ class Cluster:
                 self._power_off(vm)
 
         return await self.spawn(node, "qmstop", str(vmid), user, work)
+
+    async def _abort_guest_tasks(
+        self, user: str, node: str, task_type: str, vmid: int
+    ) -> list[str]:
+        """pve-guest-common PVE/GuestHelpers.pm abort_guest_tasks: the active ``task_type``
+        tasks of the VM on this node that ``user`` may abort are killed (SIGTERM, then the
+        caller waits up to 5 s for them to die: RESTEnvironment.pm check_worker). With
+        Sys.Modify on /nodes/NODE every such task; else a user's own tasks and those of its
+        tokens, and a token's own."""
+        abort_all = self.permissions.allowed(user, f"/nodes/{node}", ["Sys.Modify"])
+        victims = [
+            t
+            for t in self.tasks.values()
+            if t.node == node
+            and t.type == task_type
+            and t.id == str(vmid)
+            and t.running
+            and t.worker is not None
+            and (abort_all or task_visible_to(t.user, user))
+        ]
+        for victim in victims:
+            assert victim.worker is not None
+            victim.worker.cancel()
+        for victim in victims:
+            await victim.finished.wait()
+        return [t.upid for t in victims]
 
     def _shutdown_timeout(self, vm: VM | None, params: Params) -> int:
         if "timeout" in params:
@@ -828,8 +953,10 @@ class Cluster:
     # ------------------------------------------------------------------ delete
 
     def _destroy_checks(self, vm: VM, purge: bool) -> str | None:
+        """Qemu.pm destroy_vm $early_checks, in order (load_config is the caller's)."""
         if vm.config.get("protection") == 1:
             return f"can't remove VM {vm.vmid} - protection mode enabled"
+        # HA::Config::service_is_configured: any resource entry, whatever its state.
         if vm.vmid in self.ha and not purge:
             return (
                 f"unable to remove VM {vm.vmid} - used in HA resources and purge parameter not set."
@@ -839,34 +966,63 @@ class Cluster:
         return None
 
     async def destroy(self, user: str, params: Params) -> str:
-        vm = self.vm_on_node(params["node"], params["vmid"])
-        self._require_quorum()
+        """qemu-server PVE/API2/Qemu.pm destroy_vm.
+
+        Before the fork, the early checks; no quorum check (nothing is written yet). In the
+        worker, under the config flock: the early checks again (the config may have changed
+        or gone), then QemuServer.pm destroy_vm in its phases:
+        (a) the config lock is checked and the volumes are freed, the config untouched;
+        (b) the config is replaced by one holding only ``lock: destroyed``;
+        (c) the VM's ACLs and firewall rules go, with purge also replication, backup jobs and
+        HA; only then the config file is removed (so its vmid cannot be reused meanwhile).
+        """
+        node = params["node"]
+        vmid: int = params["vmid"]
+        first = self.vm_on_node(node, vmid)
         purge = bool(params.get("purge"))
-        problem = self._destroy_checks(vm, purge)
+        problem = self._destroy_checks(first, purge)
         if problem:
             raise ApiError(500, problem)
+        # Phase (a) takes most of the time; freeing volumes is the slow part.
+        freeing, rewriting, cleaning = (self.timings.destroy * share for share in (0.8, 0.1, 0.1))
 
         async def work(task: Task) -> None:
-            async with self.flock(vm, self.timings.flock_wait):
+            async with self.flock(vmid, self.timings.flock_wait):
+                vm = self._vm_in_task(node, vmid)  # load_config: it may be gone by now
                 problem = self._destroy_checks(vm, purge)
                 if problem:
                     raise TaskError(problem)
+                # (a) QemuServer.pm destroy_vm: check_lock unless skiplock or "suspended".
                 if vm.lock and vm.lock != "suspended" and not params.get("skiplock"):
                     raise TaskError(vm_locked(vm.lock))
-                vm.config["lock"] = "destroyed"
-                await self.clock.sleep(self.timings.destroy)
+                await self.clock.sleep(freeing)
                 if params.get("destroy-unreferenced-disks"):
-                    task.log.append(f"destroying unreferenced disks of VM {vm.vmid}")
+                    task.log.append(f"destroying unreferenced disks of VM {vmid}")
+                # (b) write_config of the replacement { lock => 'destroyed' }: on a cluster
+                # without quorum /etc/pve is read-only and this fails, the disks already gone.
+                if not self.quorate:
+                    raise TaskError(
+                        f"unable to open file '/etc/pve/nodes/{node}/qemu-server/{vmid}.conf"
+                        f".tmp.{task.pid}' - Permission denied"
+                    )
+                vm.config = {"lock": "destroyed"}
+                vm.pending.clear()
+                vm.pending_delete.clear()
+                await self.clock.sleep(rewriting)
+                # (c) remove_vm_access, remove_vmfw_conf, then with purge the related configs.
+                self.permissions.remove_vm(vmid)
                 if purge:
-                    task.log.append(f"purging VM {vm.vmid} from related configurations..")
-                    if self.ha.pop(vm.vmid, None) is not None:
-                        task.log.append(
-                            f"NOTE: removed VM {vm.vmid} from HA resource configuration."
-                        )
-                if self.vms.get(vm.vmid) is vm:
-                    del self.vms[vm.vmid]
+                    task.log.append(f"purging VM {vmid} from related configurations..")
+                    if self.ha.pop(vmid, None) is not None:
+                        job = self._ha_jobs.pop(vmid, None)
+                        if job is not None:
+                            job.cancel()
+                        task.log.append(f"NOTE: removed VM {vmid} from HA resource configuration.")
+                await self.clock.sleep(cleaning)
+                if self.vms.get(vmid) is vm:
+                    del self.vms[vmid]
 
-        return await self.spawn(vm.node, "qmdestroy", str(vm.vmid), user, work)
+        return await self.spawn(node, "qmdestroy", str(vmid), user, work)
 
     # ---------------------------------------------------------------------- HA
 
@@ -977,7 +1133,14 @@ class Cluster:
 
     # ------------------------------------------------------------------- tasks
 
-    def task(self, node: str, upid: str) -> Task:
+    def task(self, node: str, upid: str, user: str = ROOT_USER) -> Task:
+        """pve-manager PVE/API2/Tasks.pm read_task_status: another's task needs Sys.Audit."""
+        task = self._find_task(node, upid)
+        if not task_visible_to(task.user, user):
+            self.permissions.check(user, f"/nodes/{node}", ["Sys.Audit"])
+        return task
+
+    def _find_task(self, node: str, upid: str) -> Task:
         self.node(node)
         if not UPID_PATTERN.fullmatch(upid):
             raise param_error({"upid": "unable to parse worker upid"})
@@ -986,18 +1149,27 @@ class Cluster:
             raise param_error({"upid": "no such task"})
         return task
 
-    def task_log(self, node: str, upid: str, start: int, limit: int) -> Listing:
-        """PVE's dump_logfile: lines numbered from 1, ``limit=0`` reads to the end."""
-        lines = self.task(node, upid).log
+    def task_log(
+        self, node: str, upid: str, start: int, limit: int, user: str = ROOT_USER
+    ) -> Listing:
+        """PVE's dump_logfile: lines numbered from 1, ``limit=0`` reads to the end. Tasks.pm
+        read_task_log: another's task needs Sys.Audit on the node."""
+        lines = self.task(node, upid, user).log
         if not lines:
             return Listing([{"n": 1, "t": "no content"}], 1)
         chosen = lines[start:] if limit == 0 else lines[start : start + limit]
         rows = [{"n": n, "t": line} for n, line in enumerate(chosen, start + 1)]
         return Listing(rows, len(lines))
 
-    def task_list(self, node: str, params: Params) -> Listing:
-        """pve-manager node_tasks: running tasks (source=active|all), then finished ones."""
+    def task_list(self, node: str, params: Params, user: str = ROOT_USER) -> Listing:
+        """pve-manager node_tasks: running tasks (source=active|all), then finished ones.
+
+        Without Sys.Audit on the node the caller sees only its own tasks ($check_task_user).
+        Running tasks come from the active list, whose ``user`` is the UPID's as written, so
+        a user does not see its tokens' running tasks there, only their finished ones.
+        """
         self.node(node)
+        auditor = self.permissions.allowed(user, f"/nodes/{node}", ["Sys.Audit"])
         source = params.get("source", "archive")
         wanted = {"ok", "warning", "error", "unknown"}
         if params.get("errors"):
@@ -1028,13 +1200,17 @@ class Cluster:
             }
             if not task.running:
                 # Index entries are converted: user and tokenid apart (active ones are not).
-                user, _, tokenid = task.user.partition("!")
-                row["user"] = user
+                owner, _, tokenid = task.user.partition("!")
+                row["user"] = owner
                 if tokenid:
                     row["tokenid"] = tokenid
                 row["endtime"] = task.endtime
                 row["status"] = task.exitstatus
             if userfilter and userfilter not in row["user"].lower():
+                continue
+            if not auditor and not (
+                task_visible_to(task.user, user) if not task.running else task.user == user
+            ):
                 continue
             if "vmid" in params and task.id != str(params["vmid"]):
                 continue
@@ -1054,8 +1230,11 @@ class Cluster:
             rows.append(row)
         return Listing(rows, count)
 
-    def kill_task(self, node: str, upid: str) -> None:
-        task = self.task(node, upid)
+    def kill_task(self, node: str, upid: str, user: str = ROOT_USER) -> None:
+        """Tasks.pm stop_task: another's task needs Sys.Modify on the node."""
+        task = self._find_task(node, upid)
+        if not task_visible_to(task.user, user):
+            self.permissions.check(user, f"/nodes/{node}", ["Sys.Modify"])
         if task.running and task.worker is not None:
             task.worker.cancel()
 

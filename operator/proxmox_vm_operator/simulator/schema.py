@@ -13,8 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import param_error
+from .versions import CIUPGRADE, HA_MANAGED, OVERRULE_SHUTDOWN, PveVersion
 
 ROOT_USER = "root@pam"
+# pve-common JSONSchema.pm validate: a property the schema does not define, with
+# additionalProperties => 0 (every API method's parameters).
+NOT_IN_SCHEMA = (
+    "property is not defined in schema and the schema does not allow additional properties"
+)
 
 
 class InvalidValue(Exception):
@@ -121,6 +127,8 @@ class Param:
     parse: Parser
     required: bool = False
     root_only: bool = False
+    # The first release whose schema has this parameter; older ones refuse it as unknown.
+    since: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,21 +150,23 @@ class Schema:
     def extend(self, **params: Param) -> Schema:
         return Schema({**self.params, **params}, self.indexed)
 
-    def validate(self, raw: Mapping[str, object], user: str | None) -> dict[str, object]:
+    def validate(
+        self, raw: Mapping[str, object], user: str | None, version: PveVersion | None = None
+    ) -> dict[str, object]:
         """Parse ``raw`` or raise a 400 listing every bad parameter.
 
         The schema is checked first; the root-only options are refused afterwards, by the
         handler, and only when set (``skiplock=0`` is fine for anyone), as qemu-server does.
+        ``version``: the simulated release; parameters it does not know yet are unknown.
         """
         errors: dict[str, str] = {}
         values: dict[str, object] = {}
         for name, value in raw.items():
             param = self.lookup(name)
+            if param is not None and param.since and version and not version.at_least(param.since):
+                param = None
             if param is None:
-                errors[name] = (
-                    "property is not defined in schema and the schema does not allow"
-                    " additional properties"
-                )
+                errors[name] = NOT_IN_SCHEMA
                 continue
             try:
                 values[name] = param.parse(value)
@@ -174,8 +184,14 @@ class Schema:
         return values
 
 
-def _p(parse: Parser, **kwargs: bool) -> Param:
-    return Param(parse, **kwargs)
+def _p(
+    parse: Parser,
+    *,
+    required: bool = False,
+    root_only: bool = False,
+    since: tuple[int, int] | None = None,
+) -> Param:
+    return Param(parse, required, root_only, since)
 
 
 NODE_PATH = Schema({"node": _p(node_name, required=True)})
@@ -231,7 +247,7 @@ VM_CONFIG = Schema(
         "ciuser": _p(text),
         "cipassword": _p(text),
         "citype": _p(enum("configdrive2", "nocloud", "opennebula")),
-        "ciupgrade": _p(boolean),
+        "ciupgrade": _p(boolean, since=CIUPGRADE),
         "cicustom": _p(text),
         "sshkeys": _p(text),
         "nameserver": _p(text),
@@ -264,7 +280,7 @@ CREATE_VM = Schema(
     unique=_p(boolean),
     archive=_p(text),
     bwlimit=_p(integer(0)),
-    **{"ha-managed": _p(boolean), "live-restore": _p(boolean)},
+    **{"ha-managed": _p(boolean, since=HA_MANAGED), "live-restore": _p(boolean)},
 )
 
 _CONFIG_UPDATE = Schema({**VM_PATH.params, **VM_CONFIG.params}, VM_CONFIG.indexed).extend(
@@ -292,7 +308,7 @@ STOP = VM_PATH.extend(
     keepActive=_p(boolean, root_only=True),
     migratedfrom=_p(node_name, root_only=True),
     timeout=_p(integer(0)),
-    **{"overrule-shutdown": _p(boolean)},
+    **{"overrule-shutdown": _p(boolean, since=OVERRULE_SHUTDOWN)},
 )
 SHUTDOWN = VM_PATH.extend(
     timeout=_p(integer(0)),

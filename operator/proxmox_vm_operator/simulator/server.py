@@ -21,14 +21,28 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from . import schema
 from .api import Access, ProxmoxApi, RecordedRequest
 from .clock import SimClock
-from .cluster import Cluster
+from .cluster import Cluster, Params
+from .control import ControlServer
+from .errors import ApiError
 from .faults import Faults, InjectedFailure, InjectedTaskFailure, Latency, Unreachable
+from .permissions import TOKEN_ID
 from .state import CONFIG_LOCKS, ConfigValue, GuestBehaviour, HAResource, Timings
 from .tls import CertificateFiles, write_certificates
+from .versions import DEFAULT_VERSION, PveVersion
 
 T = TypeVar("T")
+
+# What start_task_as can start: the API call's schema and the cluster method behind it.
+TASK_ACTIONS: dict[str, tuple[schema.Schema, Callable[[Cluster, str, Params], Any]]] = {
+    "start": (schema.START, Cluster.start),
+    "stop": (schema.STOP, Cluster.stop),
+    "shutdown": (schema.SHUTDOWN, Cluster.shutdown),
+    "reboot": (schema.REBOOT, Cluster.reboot),
+    "destroy": (schema.DESTROY, Cluster.destroy),
+}
 
 
 class Simulator:
@@ -49,9 +63,17 @@ class Simulator:
         seed: int | None = None,
         default_guest: GuestBehaviour | None = None,
         tls_hosts: Iterable[str] = (),
+        pve_version: str = DEFAULT_VERSION,
+        control_host: str = "127.0.0.1",
+        control_port: int | None = None,
     ) -> None:
         """``tls_hosts``: more names the server certificate is valid for (besides ``host``,
-        127.0.0.1 and localhost), such as the DNS name clients reach it by."""
+        127.0.0.1 and localhost), such as the DNS name clients reach it by.
+
+        ``pve_version``: the Proxmox VE release to behave as (7.4 up to 9.x).
+        ``control_port``: serve the plain-HTTP control endpoint (see :mod:`.control`) on
+        ``control_host``; 0 picks a free port; None (the default) serves none.
+        """
         self.host = host
         self.tls_hosts = list(tls_hosts)
         self._requested_port = port
@@ -59,7 +81,13 @@ class Simulator:
         self.clock = SimClock(time_scale)
         self.faults = Faults()
         self.cluster = Cluster(
-            list(nodes), self.clock, timings or Timings(), self.faults, seed, default_guest
+            list(nodes),
+            self.clock,
+            timings or Timings(),
+            self.faults,
+            seed,
+            default_guest,
+            PveVersion.parse(pve_version),
         )
         self.access = Access(dict(tokens or {}), dict(users or {}), auth_failure_delay)
         self.api = ProxmoxApi(self.cluster, self.access, self.faults)
@@ -73,6 +101,9 @@ class Simulator:
         self._ssl: ssl.SSLContext | None = None
         self._stopping: asyncio.Event | None = None
         self._restore_job: asyncio.Task[None] | None = None
+        self.control_host = control_host
+        self.control_port = control_port
+        self._control: ControlServer | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -103,7 +134,22 @@ class Simulator:
         )
         self._thread.start()
         started.result(timeout=30)
+        if self.control_port is not None:
+            self._control = ControlServer(self, self.control_host, self.control_port)
+            self.control_port = self._control.port
         return self
+
+    @property
+    def control_endpoint(self) -> str | None:
+        """``http://host:port`` of the control endpoint, if one is served."""
+        if self._control is None:
+            return None
+        host = f"[{self.control_host}]" if ":" in self.control_host else self.control_host
+        return f"http://{host}:{self.control_port}"
+
+    @property
+    def pve_version(self) -> str:
+        return str(self.cluster.version_info)
 
     def _serve(self, started: Future[None]) -> None:
         loop = asyncio.new_event_loop()
@@ -141,6 +187,9 @@ class Simulator:
         self.port = self._runner.addresses[-1][1]  # the bound port, when 0 was asked for
 
     def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._thread is None or self._loop is None:
             return
         stopping = self._stopping
@@ -271,6 +320,93 @@ class Simulator:
 
         self.call(change)
 
+    def set_protection(self, vmid: int, protection: bool = True) -> None:
+        """Set or clear ``protection: 1`` (destroy refuses a protected VM)."""
+
+        def change() -> None:
+            config = self.cluster.vms[vmid].config
+            if protection:
+                config["protection"] = 1
+            else:
+                config.pop("protection", None)
+
+        self.call(change)
+
+    def start_task_as(self, user: str, vmid: int, action: str = "shutdown", **params: Any) -> str:
+        """Start a power or destroy task on ``vmid`` as ``user`` (``alice@pve`` or a token id),
+        as if that user had called the API; returns its UPID.
+
+        ``action``: start, stop, shutdown, reboot or destroy; ``params`` are that call's
+        parameters (``timeout=600``, ``forceStop=1``). No permission check is made: this is
+        someone else's task, such as a long shutdown holding the VM's config flock.
+        Synchronous refusals raise ``ValueError`` with PVE's message.
+        """
+        chosen = TASK_ACTIONS.get(action)
+        if chosen is None:
+            raise ValueError(f"unknown action {action!r}; one of {', '.join(TASK_ACTIONS)}")
+        call_schema, method = chosen
+        loop = self._loop
+        if loop is None or self._thread is None:
+            raise RuntimeError("the simulator is not started")
+
+        async def start() -> str:
+            vm = self.cluster.vms.get(vmid)
+            if vm is None:
+                raise ValueError(f"no VM {vmid}")
+            raw = {**{k: str(v) for k, v in params.items()}, "node": vm.node, "vmid": str(vmid)}
+            try:
+                values = call_schema.validate(raw, user, self.cluster.version_info)
+                upid: str = await method(self.cluster, user, dict(values))
+            except ApiError as refused:
+                raise ValueError(f"{refused.status} {refused.message}: {refused.errors}") from None
+            return upid
+
+        return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+
+    # ------------------------------------------------------------ permissions
+
+    def grant(
+        self, principal: str, path: str, privileges: Iterable[str], *, propagate: bool = True
+    ) -> None:
+        """Grant ``principal`` (``user@realm`` or a token id ``user@realm!name``) privileges
+        (``VM.Audit``) or built-in roles (``PVEVMUser``) on an ACL path such as ``/``,
+        ``/vms/100``, ``/pool/NAME``, ``/nodes/pve1`` or ``/storage/local-lvm``.
+
+        ``root@pam`` always holds everything; so do tokens without privilege separation of a
+        user who does. Grants on one path add up; a deeper entry replaces higher ones.
+        """
+        chosen = [privileges] if isinstance(privileges, str) else list(privileges)
+        self.call(
+            lambda: self.cluster.permissions.grant(principal, path, chosen, propagate=propagate)
+        )
+
+    def revoke(self, principal: str, path: str) -> None:
+        """Remove ``principal``'s ACL entry on ``path``."""
+        self.call(lambda: self.cluster.permissions.revoke(principal, path))
+
+    def set_privsep(self, token_id: str, privsep: bool) -> None:
+        """With privilege separation a token holds only what both it and its user are
+        granted; without (the default here), exactly what its user holds."""
+        if not TOKEN_ID.fullmatch(token_id):
+            raise ValueError(f"not a token id (user@realm!name): {token_id!r}")
+
+        def change() -> None:
+            tokens = self.cluster.permissions.privsep_tokens
+            if privsep:
+                tokens.add(token_id)
+            else:
+                tokens.discard(token_id)
+
+        self.call(change)
+
+    def add_pool(self, pool: str) -> None:
+        """Create an empty pool (create and clone refuse an unknown ``pool``)."""
+        self.call(lambda: self.cluster.permissions.pools.add(pool))
+
+    def set_pool(self, vmid: int, pool: str | None) -> None:
+        """Put ``vmid`` in ``pool`` (created if new), or take it out with None."""
+        self.call(lambda: self.cluster.permissions.set_pool(vmid, pool))
+
     def refresh_cluster_resources(self) -> None:
         """Publish current VM status to /cluster/resources now instead of at the next tick."""
         self.call(self.cluster.refresh_rrd)
@@ -293,12 +429,30 @@ class Simulator:
                 "pending": dict(vm.pending),
                 "lock": vm.lock,
                 "ha": self.cluster.ha[vmid].service_state if vmid in self.cluster.ha else None,
+                "pool": self.cluster.permissions.pool_of.get(vmid),
             }
 
         return self.call(snapshot)
 
     def vm_exists(self, vmid: int) -> bool:
         return self.vm(vmid) is not None
+
+    def vm_ids(self, *, tag: str | None = None) -> list[int]:
+        """Every VMID of the cluster, or those whose config carries ``tag``."""
+
+        def listing() -> list[int]:
+            return sorted(
+                vm.vmid
+                for vm in self.cluster.vms.values()
+                if tag is None or tag in (vm.tags() or "").split(";")
+            )
+
+        return self.call(listing)
+
+    def set_token(self, token_id: str, secret: str) -> None:
+        """Give the token a new secret (as `pveum user token` regenerating it, or removing and
+        re-adding it): clients still sending the old one get 401 until told the new one."""
+        self.call(lambda: self.access.tokens.__setitem__(token_id, secret))
 
     @property
     def requests(self) -> list[RecordedRequest]:
