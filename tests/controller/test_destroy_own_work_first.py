@@ -68,3 +68,25 @@ async def test_every_vm_with_the_objects_tag_is_destroyed_not_just_the_one_statu
     assert "StrayVM" in destroy.warnings()
     for vmid in (103, 113):
         assert len(calls(sim.requests, "delete", vmid)) == 1
+
+
+async def test_the_first_phase_of_proxmoxs_delete_is_followed_after_a_lost_record(
+    sim: Simulator, driver: Driver
+) -> None:
+    """qmdestroy frees the volumes with the config untouched (tags and all), then rewrites it
+    to only "lock: destroyed", then removes it. In the first phase the VM looks like any
+    stopped VM of ours: only the node's running tasks tell that a delete is under way."""
+    sim.add_vm(VMID, tags=[ownership_tag()], running=False)
+    destroy = driver.add(proxmox_vm(VMID))
+    before = dict(destroy.status)
+    assert (await driver.step()).action == "delete"
+    destroy.obj["status"] = before  # the status write of that pass was lost
+    vm = sim.vm(VMID)
+    assert vm is not None and ownership_tag() in vm["config"]["tags"]  # still phase one
+
+    followed = await driver.step(restart=True)
+
+    assert "already running" in followed.message, destroy.describe()
+    await driver.run(max_passes=20)
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    assert len(calls(sim.requests, "delete", VMID)) == 1
