@@ -26,7 +26,7 @@ import yaml
 
 from proxmox_vm_operator.sandbox.children import free_ports
 from proxmox_vm_operator.sandbox.kubeapi import write_kubeconfig
-from proxmox_vm_operator.simulator import Simulator
+from proxmox_vm_operator.simulator import ControlError, Simulator, SimulatorControl
 
 from ..tools import require_tool
 
@@ -260,6 +260,74 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+# ----------------------------------------------------------------- the simulator as a process
+
+
+class SimulatorProcess:
+    """`proxmox-vm-operator simulator` in a process of its own, steered through its HTTP
+    control endpoint (`SimulatorControl`), as a simulator in its own pod would be. Everything
+    a test does to it (faults, outages, ACLs, guests, the clock) crosses that boundary; the
+    control methods and inspection (`requests`, `vm`, ...) are the in-process Simulator's."""
+
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        *,
+        nodes: Sequence[str],
+        tokens: Mapping[str, str],
+        time_scale: float,
+        pve_version: str | None = None,
+    ) -> None:
+        self.cert_dir = workdir / "simulator-certs"
+        self.log_path = workdir / "simulator.log"
+        self.port, self.control_port = free_ports(2)
+        self.command = [
+            sys.executable, "-m", "proxmox_vm_operator", "simulator",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--nodes", ",".join(nodes), "--time-scale", f"{time_scale:g}",
+            "--cert-dir", str(self.cert_dir), "--control-port", str(self.control_port),
+            *[f"--token={token_id}={secret}" for token_id, secret in tokens.items()],
+            *(["--pve-version", pve_version] if pve_version else []),
+        ]  # fmt: skip
+        self.control = SimulatorControl(f"http://127.0.0.1:{self.control_port}", timeout=30)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> pathlib.Path:
+        return self.cert_dir / "ca.pem"
+
+    def start(self, timeout: float = 30) -> Self:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                _guarded(self.command), stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the simulator exited:\n{tail(self.log())}")
+            with contextlib.suppress(OSError, ControlError):
+                self.control.call("refresh_cluster_resources")
+                return self
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the simulator did not start:\n{tail(self.log())}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process, 10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for what this class lacks: the control and inspection methods.
+        return getattr(self.control, name)
+
+
 # ------------------------------------------------------------------------------ the operator
 
 
@@ -476,6 +544,9 @@ class SandboxOptions:
     wait_ready: bool | None = None  # None: for the real operator only
     stall_after: float = 30
     clusterwide: bool = False
+    # The simulator in a process of its own, steered through its control endpoint (only the
+    # options it has flags for: nodes, time_scale, simulator={"pve_version": ...}).
+    simulator_process: bool = False
 
     def command(self) -> CommandFactory:
         command = self.operator_command
@@ -509,12 +580,25 @@ class Cluster:
         self.token_secret = secrets.token_urlsafe(24)
         self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", api.url, self.namespace)
         self.kubectl = api.kubectl(workdir / "kube-cache", self.kubeconfig)
-        self.sim = Simulator(
-            nodes=list(options.nodes),
-            tokens={self.token_id: self.token_secret},
-            time_scale=options.time_scale,
-            **options.simulator,
-        )
+        self.sim: Any
+        if options.simulator_process:
+            unknown = set(options.simulator) - {"pve_version"}
+            if unknown:
+                raise TypeError(f"no simulator flag for {', '.join(sorted(unknown))}")
+            self.sim = SimulatorProcess(
+                workdir,
+                nodes=list(options.nodes),
+                tokens={self.token_id: self.token_secret},
+                time_scale=options.time_scale,
+                pve_version=options.simulator.get("pve_version"),
+            )
+        else:
+            self.sim = Simulator(
+                nodes=list(options.nodes),
+                tokens={self.token_id: self.token_secret},
+                time_scale=options.time_scale,
+                **options.simulator,
+            )
         wait_ready = options.wait_ready
         self.operator = OperatorProcess(
             options.command(),
@@ -692,6 +776,8 @@ class Cluster:
             result = self.kubectl(*args, check=False, timeout=10)
             yield f"sandbox {title} ({self.namespace})", result.stdout + result.stderr
         yield "sandbox operator log", tail(self.operator.log_text(), 200)
+        if isinstance(self.sim, SimulatorProcess) and (sim_log := self.sim.log()):
+            yield "sandbox simulator log", tail(sim_log, 60)
         if api_log := self.api.log():
             yield "sandbox Kubernetes API emulator log", tail(api_log, 100)
 
