@@ -34,20 +34,25 @@ def configure() -> None:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+def _read_failure(what: str, exc: Exception) -> str:
+    """Why ``what`` could not be read, in words that name it and never its contents."""
+    if isinstance(exc, kubernetes.client.ApiException):
+        return f"{what} could not be read: HTTP {exc.status} {exc.reason}"
+    return f"{what} could not be read: {type(exc).__name__}"  # the client's connection
+
+
+def _not_found(exc: Exception) -> bool:
+    return isinstance(exc, kubernetes.client.ApiException) and exc.status == 404
+
+
 def _read_secret(namespace: str, name: str) -> SecretData:
     api = kubernetes.client.CoreV1Api()
     try:
         secret = api.read_namespaced_secret(name, namespace)
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
+    except Exception as exc:
+        if _not_found(exc):
             raise SecretUnavailable(f"Secret {namespace}/{name} not found") from None
-        raise SecretUnavailable(
-            f"Secret {namespace}/{name} could not be read: HTTP {exc.status} {exc.reason}"
-        ) from None
-    except Exception as exc:  # connection problems of the client
-        raise SecretUnavailable(
-            f"Secret {namespace}/{name} could not be read: {type(exc).__name__}"
-        ) from None
+        raise SecretUnavailable(_read_failure(f"Secret {namespace}/{name}", exc)) from None
     decoded: dict[str, str] = {}
     for key, value in (secret.data or {}).items():
         try:
@@ -72,16 +77,10 @@ def _read_proxmoxvm(namespace: str, name: str) -> dict[str, Any] | None:
     api = kubernetes.client.CustomObjectsApi()
     try:
         found: object = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
+    except Exception as exc:
+        if _not_found(exc):
             return None
-        raise ObjectUnavailable(
-            f"ProxmoxVM {namespace}/{name} could not be read: HTTP {exc.status} {exc.reason}"
-        ) from None
-    except Exception as exc:  # connection problems of the client
-        raise ObjectUnavailable(
-            f"ProxmoxVM {namespace}/{name} could not be read: {type(exc).__name__}"
-        ) from None
+        raise ObjectUnavailable(_read_failure(f"ProxmoxVM {namespace}/{name}", exc)) from None
     if not isinstance(found, dict):
         raise ObjectUnavailable(f"ProxmoxVM {namespace}/{name}: unexpected answer")
     return found

@@ -54,7 +54,10 @@ indirect=True)``); the closest wins: ``time_scale=20``, ``nodes=("pve1", "pve2")
 (appended to the real command), ``operator_command=None`` (a list, or a function of
 `OperatorLaunch` returning one, replacing the real operator; not waited for unless
 ``wait_ready=True``), ``operator_env={}``, ``stall_after=30``, ``clusterwide=False`` (``-A``
-instead of ``-n NS``).
+instead of ``-n NS``), ``simulator_process=False`` (the simulator as its own process, steered
+through its HTTP control endpoint: ``cluster.sim`` then has the same control and inspection
+methods), ``watch_lag=0`` (seconds: a dedicated emulator delivering every watch event that
+late, as a slow API server).
 
 Isolation and cost: every test gets its own emulator process, simulator, Secret and operator.
 Emulators come from a session-wide pool that keeps the next one starting (process, CRD,
@@ -99,9 +102,15 @@ def kube_api_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPIP
 
 
 @pytest.fixture
-def kube_api(kube_api_pool: KubeAPIPool) -> Iterator[KubeAPI]:
+def kube_api(
+    request: pytest.FixtureRequest, kube_api_pool: KubeAPIPool, tmp_path: pathlib.Path
+) -> Iterator[KubeAPI]:
     """A fresh Kubernetes API emulator process, with the ProxmoxVM CRD established."""
-    api = kube_api_pool.take()
+    lag = sandbox_options(request).watch_lag
+    if lag:  # not one of the pool's: it serves with a lagging watch
+        api = KubeAPI(tmp_path / "kubeapi", kubectl_binary(), watch_lag=lag).start()
+    else:
+        api = kube_api_pool.take()
     try:
         yield api
     finally:

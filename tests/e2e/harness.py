@@ -143,9 +143,12 @@ class KubeAPI:
     dies with that thread); `ready()` waits for it to serve and establishes the CRD.
     """
 
-    def __init__(self, workdir: pathlib.Path, kubectl_binary: str) -> None:
+    def __init__(
+        self, workdir: pathlib.Path, kubectl_binary: str, *, watch_lag: float = 0.0
+    ) -> None:
         self.workdir = workdir
         self.kubectl_binary = kubectl_binary
+        self.watch_lag = watch_lag
         self.kubeconfig = workdir / "kubeconfig"
         self.log_path = workdir / "kubeapi.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -158,6 +161,7 @@ class KubeAPI:
         self.workdir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "proxmox_vm_operator.sandbox.kubeapi", "--port", "0"]
         command += ["--kubeconfig", str(self.kubeconfig)]
+        command += [f"--watch-lag={self.watch_lag:g}"] if self.watch_lag else []
         with (self.workdir / "kubeapi.url").open("wb") as out, self.log_path.open("ab") as err:
             self.process = subprocess.Popen(
                 _guarded(command), stdout=out, stderr=err, start_new_session=True
@@ -544,6 +548,8 @@ class SandboxOptions:
     wait_ready: bool | None = None  # None: for the real operator only
     stall_after: float = 30
     clusterwide: bool = False
+    # A slow API server: watch events arrive this many seconds late (a dedicated emulator).
+    watch_lag: float = 0.0
     # The simulator in a process of its own, steered through its control endpoint (only the
     # options it has flags for: nodes, time_scale, simulator={"pve_version": ...}).
     simulator_process: bool = False

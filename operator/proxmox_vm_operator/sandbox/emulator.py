@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
@@ -136,6 +137,7 @@ class WatchEvent:
     namespace: str | None
     obj: Body
     old: Body | None  # the previous state: objects can enter or leave a watch's selector
+    committed_at: float = 0.0  # time.monotonic() when it was stored
 
 
 @functools.cache
@@ -166,6 +168,9 @@ class KubeAPIEmulator(kmock.KubernetesScaffold):
 
     bookmark_interval: float = 30.0  # seconds between BOOKMARKs on watches that allow them
     event_log_size: int = 10_000  # watching from before the oldest kept event gets 410 Expired
+    # A slow API server: every watch event reaches its watchers this many seconds after the
+    # change (reads stay current), so controllers act on copies that are already stale.
+    watch_lag: float = 0.0
     # kmock keeps every request for assertions and scans that log on each new request, so a
     # long-lived emulator (the demo, the e2e process) slows down; keep only the newest ones.
     # None keeps them all, for tests that assert on kmock's request views.
@@ -289,7 +294,11 @@ class KubeAPIEmulator(kmock.KubernetesScaffold):
             self._objects[key].delete()
             if served.storage == CRDS:
                 self._unregister_crd(obj)
-        self._events.append(WatchEvent(self._last_rv, event_type, served.storage, key[1], obj, old))
+        self._events.append(
+            WatchEvent(
+                self._last_rv, event_type, served.storage, key[1], obj, old, time.monotonic()
+            )
+        )
         self._notify()
         logger.debug("%s %s %s/%s rv=%s", event_type, served.plural, key[1], key[2], self._last_rv)
         return served.render(obj)
@@ -724,6 +733,8 @@ class KubeAPIEmulator(kmock.KubernetesScaffold):
                 cursor = event.resource_version
                 wanted = event.storage == served.storage and namespace in (None, event.namespace)
                 if wanted and (event_type := self._visible_type(event, selected)):
+                    if (late := event.committed_at + self.watch_lag - time.monotonic()) > 0:
+                        await asyncio.sleep(late)  # a lagging watch cache; order is kept
                     yield {"type": event_type, "object": show(event.obj)}
             if (now := loop.time()) >= next_bookmark or (bookmarks and now >= deadline):
                 yield bookmark()

@@ -216,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--namespace", default="default", help="the kubeconfig's default namespace")
     parser.add_argument("--bookmark-interval", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument(
+        "--watch-lag",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="deliver every watch event this late, as a slow API server does",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests and changes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -227,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
-        options = {"bookmark_interval": args.bookmark_interval, "request_log_size": 200}
+        options = {
+            "bookmark_interval": args.bookmark_interval,
+            "request_log_size": 200,
+            "watch_lag": args.watch_lag,
+        }
         async with serve(args.host, args.port, **options) as (_, url):
             if args.kubeconfig:
                 write_kubeconfig(args.kubeconfig, url, args.namespace)
