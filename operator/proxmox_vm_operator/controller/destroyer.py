@@ -184,8 +184,8 @@ class Destroyer:
         self.clock = clock
 
     async def run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
-        result = await self._run_pass(request, now)
         parsed = spec_for_destroy(request.spec)
+        result = await self._run_pass(request, parsed.spec, now)
         if parsed.problem is not None:
             result.invalid_spec = parsed.problem
             if request.status.get("destroy") is None:  # say it once, at the first pass
@@ -199,8 +199,9 @@ class Destroyer:
                 )
         return result
 
-    async def _run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
-        spec = spec_for_destroy(request.spec).spec
+    async def _run_pass(
+        self, request: DestroyRequest, spec: ProxmoxVMSpec, now: datetime.datetime
+    ) -> DestroyPass:
         record = _record(request.status)
         vmid = request.status.get("vmid")
         if record is not None and record.vmid is not None:
@@ -269,14 +270,7 @@ class Destroyer:
         if isinstance(action, Release):
             return self._finish(decision)
         if isinstance(action, Wait):
-            return DestroyPass(
-                decision.record,
-                retry_after=action.seconds,
-                stalled=action.stalled,
-                error=action.error,
-                message=decision.message,
-                events=list(decision.events),
-            )
+            return self._wait(decision)
         assert client is not None and ctx.vmid is not None
         if isinstance(action, RemoveOwnershipTag):
             return await self._remove_tag(ctx, decision, client, action)
@@ -333,17 +327,21 @@ class Destroyer:
         )
 
     @staticmethod
-    def _failed(ctx: DestroyContext, decision: Decision, exc: ProxmoxError) -> DestroyPass:
-        failed = call_failed(ctx, decision, _stall_reason(exc), exc.message)
-        wait = failed.action
+    def _wait(decision: Decision) -> DestroyPass:
+        wait = decision.action
         assert isinstance(wait, Wait)
         return DestroyPass(
-            failed.record,
+            decision.record,
             retry_after=wait.seconds,
             stalled=wait.stalled,
             error=wait.error,
-            message=failed.message,
+            message=decision.message,
+            events=list(decision.events),
         )
+
+    def _failed(self, ctx: DestroyContext, decision: Decision, exc: ProxmoxError) -> DestroyPass:
+        """The call failed before a task started: the same step again, after a backoff."""
+        return self._wait(call_failed(ctx, decision, _stall_reason(exc), exc.message))
 
     async def _call(
         self, client: ProxmoxClient, vmid: int, action: PowerOff | DeleteVM
