@@ -13,20 +13,13 @@ import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import yaml
 
 from .crd import custom_resource_definition
-from .domain.conditions import (
-    DELETING,
-    DELETING_REASONS,
-    DELETION_STALLED,
-    READY,
-    RECONCILING,
-    STALLED,
-)
-from .domain.destroy import StallReason
+from .domain.conditions import DELETING, DELETION_STALLED, READY, RECONCILING, STALLED
 from .domain.model import (
     DESTROY_MODE_ANNOTATION,
     FINALIZER,
@@ -39,98 +32,23 @@ from .domain.model import (
     ProxmoxVMSpec,
     ProxmoxVMStatus,
 )
+from .domain.reasons import (
+    DELETING_MEANINGS,
+    READY_MEANINGS,
+    STALL_MEANINGS,
+    DeletingReason,
+    ReadyReason,
+    StallReason,
+)
 
 JSON = dict[str, Any]
+Reason = TypeVar("Reason", bound=StrEnum)
 
 REGENERATE = "proxmox-vm-operator apidoc > docs/api.md"
 
 # ------------------------------------------------------------------------ what the code sets
 
-# Reasons of the Ready condition (Reconciling and Stalled carry the same reason). The
-# reconciler passes them as literals; a test checks this table against its source both ways.
-READY_REASONS: tuple[tuple[str, str], ...] = (
-    (
-        "Reconciled",
-        "True: the VM exists, matches the spec and is in the desired power state. "
-        "The message lists changes that wait for a reboot or cannot be made in place.",
-    ),
-    ("Provisioning", "A VMID was chosen, or the VM is being created or cloned."),
-    ("Adopting", "`spec.adopt` is taking over an existing VM: the ownership tag is being added."),
-    ("Updating", "The VM's configuration is being changed to match the spec."),
-    ("Starting", "The VM is being started (`spec.powerState: Running`)."),
-    ("Stopping", "The VM is being shut down (`spec.powerState: Stopped`)."),
-    (
-        "Waiting",
-        "The node already runs `--max-tasks-per-node` tasks of the operator's; "
-        "the next step waits for one to finish.",
-    ),
-    (
-        "InvalidSpec",
-        "The spec fails validation, or tries to change the VMID. Nothing is "
-        "called until the object changes.",
-    ),
-    ("ConnectionUnavailable", "The credentials Secret is missing, unreadable or invalid."),
-    (
-        "ProxmoxUnreachable",
-        "No usable answer from Proxmox VE (connection, TLS or server error). Retried with backoff.",
-    ),
-    (
-        "ProxmoxUnauthorized",
-        "Proxmox VE refuses the API token: a wrong token, or one without the privileges the "
-        "call needs. Retried, but only a fix to the Secret or the token's permissions helps.",
-    ),
-    (
-        "ProxmoxError",
-        "Proxmox VE answered a call with an error; the message has its answer. Retried; a "
-        "call it rejects as invalid needs a change to the spec or in Proxmox VE.",
-    ),
-    (
-        "NotOwned",
-        "A VM with this VMID exists without this object's ownership tag, or belongs "
-        "to another object. It is never touched; set `spec.adopt: true` to take over an untagged "
-        "VM.",
-    ),
-    ("VMLocked", "The VM has a configuration lock (backup, clone, migrate). Retried."),
-    (
-        "VMPaused",
-        "The VM is paused, which no `spec.powerState` asks for: resume it in "
-        "Proxmox VE or change `spec.powerState`.",
-    ),
-    ("SourceNotFound", "The VM to clone (`spec.source.cloneFrom.vmid`) does not exist."),
-    ("CreateFailed", "The create task ended with an error (the message has its exit status)."),
-    ("CloneFailed", "The clone task ended with an error."),
-    ("StartFailed", "The start task ended with an error."),
-    ("StopFailed", "The shutdown task ended with an error."),
-)
-
-# Meaning of each reason the Deleting condition takes (domain.conditions.DELETING_REASONS).
-_DELETING_MEANINGS = {
-    "Stopping": "The VM is being powered off with a stop (`Stop` mode, or through HA).",
-    "ShuttingDown": "`Shutdown` mode: the guest was asked to shut down and has until "
-    "`status.destroy.shutdownDeadline`.",
-    "ForcingStop": "The graceful shutdown ran out of time: a forced stop "
-    "(`status.destroy.fallbackUsed: true`).",
-    "DeletingVM": "The VM is being deleted (with `purge` and `destroyUnreferencedDisks` as "
-    "set in `spec.destroy`).",
-    "VerifyingAbsence": "The delete task ended: waiting for Proxmox VE to report the VMID "
-    "gone before the finalizer is released.",
-}
-
-# Meaning of each DeletionStalled reason (domain.destroy.StallReason).
-_STALL_MEANINGS = {
-    StallReason.PROXMOX_UNREACHABLE: "Proxmox VE cannot be reached or refuses the token. "
-    "The VM is never assumed gone: the finalizer stays and the operator keeps retrying.",
-    StallReason.PERMISSION_DENIED: "Proxmox VE answered 403: the token lacks a privilege on the "
-    "VM (the message names the path and privilege). Never taken for the VM being gone; grant "
-    "the privilege and the destroy goes on.",
-    StallReason.VM_LOCKED: "The VM has a configuration lock (backup, clone, migrate). The "
-    "operator waits; it never uses `skiplock`.",
-    StallReason.PROTECTED: "The VM has `protection=1`. Remove the protection in Proxmox VE.",
-    StallReason.TASK_FAILED: "A stop or delete task ended with an error; it is retried.",
-    StallReason.TAKING_TOO_LONG: "A step has run longer than `--stall-after` allows.",
-}
-
-# The Secret spec.connectionRef names (design.md, "The credentials Secret").
+# The Secret spec.connectionRef names (docs/design.md, "The credentials Secret").
 SECRET_KEYS: tuple[tuple[str, bool, str], ...] = (
     ("endpoint", True, "The Proxmox VE API, e.g. `https://pve.example.org:8006`."),
     ("tokenId", True, "The API token's id, `user@realm!name`."),
@@ -464,8 +382,12 @@ def _fields_section(crd: JSON) -> str:
     )
 
 
+def _reason_table(reasons: type[Reason], meanings: Mapping[Reason, str]) -> str:
+    """One row per member of the reason enum, in its declared order; each must have one."""
+    return _table(("Reason", "Meaning"), [(f"`{r.value}`", _text(meanings[r])) for r in reasons])
+
+
 def _conditions_section() -> str:
-    deleting = list(dict.fromkeys(DELETING_REASONS.values()))
     return (
         "## Conditions\n\n"
         "`status.conditions` holds conditions in the shape of `metav1.Condition`, one per "
@@ -476,7 +398,7 @@ def _conditions_section() -> str:
         f"there or cannot be; `Unknown` when the operator cannot tell (Proxmox VE unreachable, "
         f"the VM locked). `kubectl wait "
         f"--for=condition={READY} pvm/NAME` waits for a VM to be ready.\n\n"
-        + _table(("Reason", "Meaning"), [(f"`{r}`", _text(m)) for r, m in READY_REASONS])
+        + _reason_table(ReadyReason, READY_MEANINGS)
         + f"\n### {RECONCILING} and {STALLED}\n\n"
         f'They summarise `{READY}` for tools that read these "abnormal-true" conditions '
         f"(Flux's kstatus, `kubectl wait`), and carry `{READY}`'s reason and message. "
@@ -487,17 +409,12 @@ def _conditions_section() -> str:
         f"### {DELETING}\n\n"
         f"Set to `True` once the object is being deleted and a destroy is under way; the "
         f"reason names the current step of the destroy (also in `status.destroy.step`).\n\n"
-        + _table(
-            ("Reason", "Meaning"), [(f"`{r}`", _text(_DELETING_MEANINGS[r])) for r in deleting]
-        )
+        + _reason_table(DeletingReason, DELETING_MEANINGS)
         + f"\n### {DELETION_STALLED}\n\n"
         f"Set while the object is being deleted. `False` (reason `Progressing`) while the "
         f"destroy moves; `True` when it cannot progress, with one of these reasons. The "
         f"finalizer stays in place: the VM is never assumed gone.\n\n"
-        + _table(
-            ("Reason", "Meaning"),
-            [(f"`{r.value}`", _text(_STALL_MEANINGS[r])) for r in StallReason],
-        )
+        + _reason_table(StallReason, STALL_MEANINGS)
     )
 
 

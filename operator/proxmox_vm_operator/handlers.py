@@ -1,6 +1,6 @@
 """kopf handlers: translate kopf's events into controller passes, and their results back.
 
-Deliberately thin. Two rules keep the destroy safe (design.md):
+Deliberately thin. Two rules keep the destroy safe (docs/design.md, "kopf"):
 - no handler here has a timeout or a retry limit, and none raises a permanent error:
   kopf releases the finalizer after those, which would leak the VM;
 - a pass that is not finished raises kopf.TemporaryError with the pass's delay, so no worker
@@ -19,30 +19,11 @@ from typing import Any
 import kopf
 
 from . import kube, metrics
-from .controller.destroyer import Destroyer, DestroyPass, DestroyRequest, spec_for_destroy
+from .controller.destroyer import Destroyer, DestroyRequest
 from .controller.reconciler import Reconciler, ReconcileRequest
-from .domain.conditions import (
-    DELETING,
-    DELETING_REASONS,
-    DELETION_STALLED,
-    Progress,
-    find,
-    set_condition,
-    set_readiness,
-)
-from .domain.destroy import Event, Outcome, effective_mode
-from .domain.model import (
-    FINALIZER,
-    GROUP,
-    PLURAL,
-    VERSION,
-    DestroyStatus,
-    DestroyStep,
-    ObservedPower,
-    Phase,
-    destroy_status_patch,
-    parse_time,
-)
+from .domain.destroy import Outcome, destroy_progress
+from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyMode, Phase, parse_time
+from .domain.status import Event, StatusPatch
 
 DRIFT_CHECK_SECONDS = 60.0
 # The operator's own registry: kopf's default one is process-global and replaceable.
@@ -109,8 +90,9 @@ def _post(body: kopf.Body, events: list[Event]) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-def _merge_status(patch: kopf.Patch, values: Mapping[str, Any]) -> None:
-    for key, value in values.items():
+def _write_status(patch: kopf.Patch, status: StatusPatch) -> None:
+    """The pass's typed status patch, as the merge patch kopf sends."""
+    for key, value in status.to_merge_patch().items():
         patch.status[key] = value
 
 
@@ -118,7 +100,7 @@ def _merge_status(patch: kopf.Patch, values: Mapping[str, Any]) -> None:
 
 
 async def _reconcile(
-    body: kopf.Body, patch: kopf.Patch, memo: Any, *, raise_to_retry: bool
+    body: kopf.Body, patch: kopf.Patch, memo: Any, *, retry: int, raise_to_retry: bool
 ) -> None:
     runtime: Runtime = memo.runtime
     meta = body.metadata
@@ -130,10 +112,11 @@ async def _reconcile(
         spec=dict(body.spec),
         status=dict(body.status),
         live=functools.partial(kube.read_proxmoxvm, str(meta.namespace), str(meta.name)),
+        retry=retry,
     )
     result = await runtime.reconciler.run_pass(request, _now())
     metrics.reconciles.labels(result.progress.value).inc()
-    _merge_status(patch, result.status)
+    _write_status(patch, result.status)
     _post(body, result.events)
     if result.retry_after is not None and raise_to_retry:
         raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
@@ -142,10 +125,10 @@ async def _reconcile(
 @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
 @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
 @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, raise_to_retry=True)
+    await _reconcile(body, patch, memo, retry=retry, raise_to_retry=True)
 
 
 @kopf.timer(
@@ -160,81 +143,10 @@ async def check_drift(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -
     """A periodic pass, for changes made in Proxmox behind the operator's back."""
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, raise_to_retry=False)
+    await _reconcile(body, patch, memo, retry=0, raise_to_retry=False)
 
 
 # -------------------------------------------------------------------------------- destroy
-
-
-def _report_destroy(body: kopf.Body, patch: kopf.Patch, result: DestroyPass) -> None:
-    meta = body.metadata
-    now = _now()
-    conditions = list(body.status.get("conditions") or [])
-    record = result.record
-    patch.status["phase"] = Phase.DELETING.value
-    # Marking an object for deletion bumps its generation; tools comparing it with
-    # observedGeneration would otherwise read the status as stale.
-    patch.status["observedGeneration"] = meta.get("generation")
-    if record is not None:
-        patch.status["destroy"] = destroy_status_patch(record)
-        if record.step in (DestroyStep.DELETING_VM, DestroyStep.VERIFYING_ABSENCE):
-            # Those steps come only after the VM was seen stopped: say so in the POWER column.
-            patch.status["powerState"] = ObservedPower.STOPPED.value
-        conditions = set_condition(
-            conditions,
-            DELETING,
-            "True",
-            DELETING_REASONS[record.step],
-            result.message or f"destroy step {record.step.value}",
-            now=now,
-            generation=meta.get("generation"),
-        )
-    stalled = result.stalled
-    if result.invalid_spec is not None:
-        result.message = (
-            f"{result.message or 'destroying'} (the spec is invalid, so the default policy "
-            f"applies: {result.invalid_spec})"
-        )
-    # Ready and the kstatus pair speak for the deletion too, instead of the last reconcile.
-    conditions = set_readiness(
-        conditions,
-        Progress.STALLED if stalled else Progress.PROGRESSING,
-        "False",
-        stalled.value if stalled else "Deleting",
-        result.message or "the VM is being destroyed",
-        now=now,
-        generation=meta.get("generation"),
-    )
-    conditions = set_condition(
-        conditions,
-        DELETION_STALLED,
-        "True" if stalled else "False",
-        stalled.value if stalled else "Progressing",
-        result.message if stalled else "",
-        now=now,
-        generation=meta.get("generation"),
-    )
-    patch.status["conditions"] = conditions
-    if result.error is not None:
-        metrics.destroy_errors.labels(result.error.value).inc()
-    # The destroy gauges follow this status once the watch shows it (track_objects).
-
-
-def stall_events(body: kopf.Body, result: DestroyPass) -> list[Event]:
-    """A Warning when the destroy becomes stalled, or stalled for another reason: the condition
-    says it, the event shows it in `kubectl get events` and to whatever watches Warnings."""
-    stalled = result.stalled
-    if stalled is None:
-        return []
-    previous = find(body.status.get("conditions") or [], DELETION_STALLED)
-    if (
-        previous is not None
-        and previous.get("status") == "True"
-        and previous.get("reason") == stalled.value
-    ):
-        return []
-    message = f"the destroy is stalled: {result.message or stalled.value}"
-    return [Event("Warning", stalled.value, message)]
 
 
 def destroy_request(body: kopf.Body) -> DestroyRequest:
@@ -248,6 +160,7 @@ def destroy_request(body: kopf.Body) -> DestroyRequest:
         # Kept as it is: a spec that is not even an object must still be destroyable.
         spec=body.get("spec"),
         status=dict(body.status),
+        generation=meta.get("generation"),
     )
 
 
@@ -255,13 +168,15 @@ def destroy_request(body: kopf.Body) -> DestroyRequest:
 async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     result = await runtime.destroyer.run_pass(destroy_request(body), _now())
-    _post(body, [*result.events, *stall_events(body, result)])
-    _report_destroy(body, patch, result)
+    _post(body, result.events)
+    _write_status(patch, result.status)
+    if result.error is not None:
+        metrics.destroy_errors.labels(result.error.value).inc()
     if result.fallback:
         metrics.destroy_fallbacks.inc()
     if result.done:
         assert result.outcome is not None
-        _finished(body, runtime, result.record, result.outcome)
+        _finished(body, runtime, result.mode, result.outcome)
         return
     prefix = STALLED if result.stalled else IN_PROGRESS
     message = f"{prefix}{result.message or 'destroy'}"
@@ -291,38 +206,25 @@ def _track_destroy_from_status(body: kopf.Body, runtime: Runtime) -> None:
     so a restarted operator rebuilds them at once, not at the object's next (backed-off)
     destroy pass."""
     meta = body.metadata
-    record = body.status.get("destroy")
-    if not record or FINALIZER not in (meta.get("finalizers") or []):
+    progress = destroy_progress(body.status)
+    if progress is None or FINALIZER not in (meta.get("finalizers") or []):
         return  # not started, or already released (its DELETED event follows)
-    try:
-        started = parse_time(str(record["startedAt"])).timestamp()
-        step = str(record["step"])
-    except (KeyError, ValueError):
-        return
-    stalled = next(
-        (
-            str(c.get("reason"))
-            for c in body.status.get("conditions") or []
-            if c.get("type") == DELETION_STALLED and c.get("status") == "True"
-        ),
-        None,
+    runtime.tracker.update(
+        str(meta.namespace),
+        str(meta.name),
+        progress.started.timestamp(),
+        progress.step,
+        progress.stalled,
     )
-    runtime.tracker.update(str(meta.namespace), str(meta.name), started, step, stalled)
 
 
-def _finished(
-    body: kopf.Body, runtime: Runtime, record: DestroyStatus | None, outcome: Outcome
-) -> None:
+def _finished(body: kopf.Body, runtime: Runtime, mode: DestroyMode, outcome: Outcome) -> None:
     meta = body.metadata
     runtime.tracker.finish(str(meta.namespace), str(meta.name))
     deleted_at = meta.get("deletionTimestamp")
-    if record is not None:
-        mode = record.mode.value
-    else:
-        mode = effective_mode(spec_for_destroy(body.get("spec")).spec, meta.annotations).value
     if deleted_at:
         since = parse_time(deleted_at)
-        metrics.destroy_duration.labels(mode, outcome.value).observe(
+        metrics.destroy_duration.labels(mode.value, outcome.value).observe(
             max(0.0, (_now() - since).total_seconds())
         )
     logging.getLogger(__name__).info("released %s/%s: %s", meta.namespace, meta.name, outcome.value)

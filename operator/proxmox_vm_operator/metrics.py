@@ -1,4 +1,8 @@
-"""Every Prometheus metric of the operator, named as in design.md, in one place."""
+"""Every Prometheus metric of the operator, in one place.
+
+The names and labels are public: alerts, dashboards and runbooks query them, so they change
+only on purpose (docs/design.md, "Public names").
+"""
 
 from __future__ import annotations
 

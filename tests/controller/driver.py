@@ -2,8 +2,8 @@
 
 The driver does what kopf and the handlers in ``handlers.py`` do for a ProxmoxVM being deleted:
 it keeps the object (plain dicts, as kopf hands them over), calls ``Destroyer.run_pass`` with
-what the object holds, persists ``status.destroy`` exactly as ``handlers._report_destroy`` does
-(``destroy_status_patch``, applied as a merge patch; nothing else survives a pass) and runs
+what the object holds, writes the status patch the pass returns exactly as ``handlers.destroy``
+does (applied as a merge patch; nothing else survives a pass) and runs
 the next pass ``retry_after`` seconds later, until the finalizer may go or a bound of passes
 is reached. Every pass is recorded: what it called in Proxmox, whether it
 reported a stall, its events.
@@ -38,7 +38,7 @@ from proxmox_vm_operator.controller.budget import TaskBudget
 from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass, DestroyRequest
 from proxmox_vm_operator.domain.destroy import Event, Outcome, StallReason
-from proxmox_vm_operator.domain.model import FINALIZER, destroy_status_patch
+from proxmox_vm_operator.domain.model import FINALIZER
 from proxmox_vm_operator.sandbox.apimachinery import merge_patch
 from proxmox_vm_operator.simulator.api import RecordedRequest
 from proxmox_vm_operator.simulator.server import Simulator
@@ -304,13 +304,10 @@ class Driver:
 
     @staticmethod
     def _persist(destroy: Destroy, result: DestroyPass) -> dict[str, Any] | None:
-        """What handlers._report_destroy writes to the status, applied as the API server
-        applies kopf's patch: an RFC 7386 merge patch, where an omitted field is kept and only
-        an explicit null clears one. The rest of a pass is lost."""
-        patch: dict[str, Any] = {"phase": "Deleting"}
-        if result.record is not None:
-            patch["destroy"] = destroy_status_patch(result.record)
-        destroy.obj["status"] = merge_patch(destroy.status, patch)
+        """The pass's status patch, applied as the API server applies kopf's patch: an RFC
+        7386 merge patch, where an omitted field is kept and only an explicit null clears one.
+        The rest of a pass is lost."""
+        destroy.obj["status"] = merge_patch(destroy.status, result.status.to_merge_patch())
         return destroy.record
 
     async def run(

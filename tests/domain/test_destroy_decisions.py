@@ -1,4 +1,4 @@
-"""Each branch of the destroy algorithm (design.md), decided by the pure state machine."""
+"""Each branch of the destroy algorithm (docs/design.md), decided by the pure state machine."""
 
 from __future__ import annotations
 

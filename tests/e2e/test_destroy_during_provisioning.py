@@ -7,8 +7,9 @@ gone there must be no VM left behind that the operator created for it.
 While Proxmox creates or clones a VM, the VM's config holds only `lock: create` (or
 `lock: clone`) and none of its tags yet; the operator knows the VM is its own from the task it
 recorded in `status.task`. The destroy must use that knowledge: a VM without the ownership tag
-would otherwise be released as NotOwned (design step 5 runs before the lock check of step 6),
-and the VM the operator just created would stay in Proxmox with nobody to delete it.
+would otherwise be released as NotOwned (the ownership check comes before the check for
+locks; docs/design.md, "The destroy algorithm"), and the VM the operator just created would
+stay in Proxmox with nobody to delete it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The destroy's metrics, as alerts and dashboards read them from `/metrics` (design.md).
+"""The destroy's metrics, as alerts and dashboards read them from `/metrics`.
 
 `proxmoxvm_destroy_started_timestamp_seconds` is present while a destroy is in flight (an
 alert fires on `time() - x`), `proxmoxvm_destroys_in_progress` and

@@ -1,5 +1,6 @@
 """The endpoints of `proxmox-vm-operator run`: /healthz on the liveness port, and /metrics in
-the Prometheus text format with the metrics design.md names, labelled without raw ids, and
+the Prometheus text format with the public metric names (docs/design.md, "Public names"),
+labelled without raw ids, and
 the destroy gauges and histogram following a real create and delete."""
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ status comes from the real code, called as the kopf handlers in ``handlers.py`` 
 
 - while the object lives, ``Reconciler.run_pass``, its ``status`` merged into the object's
   status as kopf merges a handler's patch (a JSON merge patch);
-- once it is deleted, ``Destroyer.run_pass`` followed by ``handlers._report_destroy``, which
-  writes what the finalizer persists (phase, ``status.destroy``, the conditions), given a
-  ``kopf.Body`` and a ``kopf.Patch`` as kopf would.
+- once it is deleted, ``Destroyer.run_pass`` on the request ``handlers.destroy_request``
+  builds from a ``kopf.Body``, its status patch (phase, ``status.destroy``, the conditions)
+  merged the same way.
 
 Time is simulated and shared: the simulator runs frozen (its clock moves only when a recipe
 waits) and the operator's ``now`` is ``START`` plus the same simulated seconds, so a pass
@@ -39,7 +39,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
-from unittest import mock
 
 import kopf
 import yaml
@@ -182,7 +181,7 @@ class Lab:
             status=copy.deepcopy(vm.status),
         )
         result = await self.runtime.reconciler.run_pass(request, self.now())
-        merge_patch(vm.status, result.status)
+        merge_patch(vm.status, result.status.to_merge_patch())
         return result
 
     async def reconcile_until(self, vm: VM, done: Callable[[VM], bool]) -> None:
@@ -215,15 +214,12 @@ class Lab:
         vm.generation += 1
 
     async def destroy(self, vm: VM) -> DestroyPass:
-        """One pass of the finalizer (``handlers.destroy``), persisted by the handlers' own
-        ``_report_destroy`` (events and metrics aside)."""
+        """One pass of the finalizer (``handlers.destroy``): the request the handler builds,
+        and the status patch the pass returns (events and metrics aside)."""
         body = kopf.Body(cast(kopf.RawBody, vm.manifest()))
         request = handlers.destroy_request(body)
         result = await self.runtime.destroyer.run_pass(request, self.now())
-        patch = kopf.Patch()
-        with mock.patch.object(handlers, "_now", self.now):
-            handlers._report_destroy(body, patch, result)
-        merge_patch(vm.status, patch.get("status", {}))
+        merge_patch(vm.status, result.status.to_merge_patch())
         return result
 
     async def destroy_until(self, vm: VM, done: Callable[[DestroyPass], bool]) -> None:

@@ -1,7 +1,7 @@
 """The sample objects hold the status the operator writes today, not a snapshot of the past.
 
 Each sample with a recipe in ``capture.py`` is produced again by the operator's real code (the
-reconciler; for a deleted object the destroyer and ``handlers._report_destroy``) against the
+reconciler; for a deleted object the destroyer and the status patch it returns) against the
 simulator, and must equal the committed object. A change to what the operator writes fails
 here until the samples are regenerated (``capture.REGENERATE``) and their Argo CD and kstatus
 expectations reviewed.

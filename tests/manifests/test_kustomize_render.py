@@ -1,5 +1,7 @@
 """The install (`kubectl kustomize manifests/`) and the samples render, every object in them is
-valid for Kubernetes, and the operator's Deployment runs it the way the contract says.
+valid for Kubernetes, and the operator's Deployment runs it as designed: two peered replicas
+spread across nodes, non-root with a read-only root filesystem, probes on the liveness
+endpoint and a Service for the metrics port.
 
 kubectl must be on PATH (`kubectl kustomize` is built in): without it these tests skip, or fail
 when CI=true.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterator, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,8 @@ import jsonschema
 import pytest
 
 from proxmox_vm_operator import apidoc
-from proxmox_vm_operator.controller import reconciler
 from proxmox_vm_operator.crd import custom_resource_definition
-from proxmox_vm_operator.domain import conditions, model
+from proxmox_vm_operator.domain import conditions, model, reasons
 from proxmox_vm_operator.proxmox import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,86 +126,38 @@ def test_the_secret_keys_marked_required_are_the_ones_the_operator_requires() ->
     assert documented == set(settings._REQUIRED)
 
 
-# -------------------------------------------- Ready reasons: the table against the reconciler
+# ----------------------------------------------- condition reasons: every enum member, documented
 
 
-def _reasons_in_reconciler() -> tuple[set[str], list[re.Pattern[str]]]:
-    """Reason literals the reconciler reports, and patterns for the ones it formats."""
-    tree = ast.parse(Path(reconciler.__file__).read_text())
-    # Functions of the module with a `reason` parameter, and where that parameter sits.
-    position: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            names = [a.arg for a in node.args.args if a.arg != "self"]
-            if "reason" in names:
-                position[node.name] = names.index("reason")
-    assignments: dict[str, list[ast.expr]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    assignments.setdefault(target.id, []).append(node.value)
-
-    literals: set[str] = set()
-    patterns: list[re.Pattern[str]] = []
-
-    def collect(expr: ast.expr, seen: frozenset[str] = frozenset()) -> None:
-        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
-            literals.add(expr.value)
-        elif isinstance(expr, ast.IfExp):
-            collect(expr.body, seen)
-            collect(expr.orelse, seen)
-        elif isinstance(expr, ast.JoinedStr):
-            parts = [
-                re.escape(str(v.value)) if isinstance(v, ast.Constant) else "[A-Z][A-Za-z]*"
-                for v in expr.values
-            ]
-            patterns.append(re.compile("".join(parts)))
-        elif isinstance(expr, ast.Dict):
-            for value in expr.values:
-                collect(value, seen)
-        elif isinstance(expr, ast.Name) and expr.id not in seen:
-            for value in assignments.get(expr.id, []):
-                collect(value, seen | {expr.id})
-        elif (
-            isinstance(expr, ast.Call)
-            and isinstance(expr.func, ast.Attribute)
-            and expr.func.attr == "get"
-        ):
-            collect(expr.func.value, seen)  # a lookup table ...
-            for default in expr.args[1:]:
-                collect(default, seen)  # ... and its fallback
-
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if name not in position:
-            continue
-        keyword = next((k.value for k in node.keywords if k.arg == "reason"), None)
-        if keyword is not None:
-            collect(keyword)
-        elif len(node.args) > position[name]:
-            collect(node.args[position[name]])
-    return literals, patterns
+REASON_ENUMS = [
+    (reasons.ReadyReason, reasons.READY_MEANINGS, conditions.READY),
+    (reasons.DeletingReason, reasons.DELETING_MEANINGS, conditions.DELETING),
+    (reasons.StallReason, reasons.STALL_MEANINGS, conditions.DELETION_STALLED),
+]
 
 
-def test_the_reconciler_scan_finds_literal_looked_up_and_formatted_reasons() -> None:
-    literals, patterns = _reasons_in_reconciler()
-    assert {"Reconciled", "InvalidSpec", "ProxmoxError", "Starting"} <= literals
-    assert any(p.fullmatch("CloneFailed") for p in patterns)
+@pytest.mark.parametrize(
+    ("enum", "meanings", "condition"), REASON_ENUMS, ids=[c for _, _, c in REASON_ENUMS]
+)
+def test_every_reason_has_a_meaning_in_its_conditions_section(
+    document: str, enum: type[StrEnum], meanings: Mapping[StrEnum, str], condition: str
+) -> None:
+    assert set(meanings) == set(enum)
+    section = document.split(f"### {condition}\n", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `([A-Za-z]+)` \| (.+) \|$", section, re.M)
+    assert [reason for reason, _ in rows] == [member.value for member in enum]
+    assert all(meaning.strip() for _, meaning in rows)
 
 
-def test_every_ready_reason_the_reconciler_sets_is_documented() -> None:
-    documented = {reason for reason, _ in apidoc.READY_REASONS}
-    literals, patterns = _reasons_in_reconciler()
-    assert literals - documented == set()
-    for pattern in patterns:
-        assert any(pattern.fullmatch(r) for r in documented), pattern.pattern
-
-
-def test_every_documented_ready_reason_is_one_the_reconciler_sets() -> None:
-    literals, patterns = _reasons_in_reconciler()
-    for reason, _ in apidoc.READY_REASONS:
-        assert reason in literals or any(p.fullmatch(reason) for p in patterns), reason
+def test_every_reason_is_a_valid_condition_reason() -> None:
+    """metav1.Condition's reason pattern, which the CRD enforces on status writes."""
+    for enum, _, type_ in REASON_ENUMS:
+        for member in enum:
+            model.Condition.model_validate(
+                {
+                    "type": type_,
+                    "status": "False",
+                    "reason": member.value,
+                    "lastTransitionTime": "2030-01-01T00:00:00Z",
+                }
+            )

@@ -38,7 +38,7 @@ async def test_endpoints_are_templates_without_ids(
     )
     async with observed:
         upid = await observed.stop_vm("pve1", 1201, overrule_shutdown=True)
-        await observed.wait_task(upid, timeout=5)
+        await observed.task_status(str(upid))
     assert [(c.method, c.endpoint, c.status_code) for c in calls] == [
         ("GET", "/version", 200),
         ("POST", "/nodes/{node}/qemu/{vmid}/status/stop", 200),

@@ -44,9 +44,9 @@ async def test_a_forced_stop_sends_overrule_shutdown_1(
 ) -> None:
     _version(fake_pve, "8.2.2")
     fake_pve.reply("POST", "/nodes/pve1/qemu/100/status/stop", Reply(data=UPID))
-    await client.stop_vm("pve1", 100, overrule_shutdown=True, timeout=30)
+    await client.stop_vm("pve1", 100, overrule_shutdown=True)
     stop = [r for r in fake_pve.requests if r.method == "POST"]
-    assert stop[0].form == {"overrule-shutdown": ["1"], "timeout": ["30"]}
+    assert stop[0].form == {"overrule-shutdown": ["1"]}
 
 
 @pytest.mark.parametrize("version", ["7.4.17", "8.0.4", "8.1.10"])

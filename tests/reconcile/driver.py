@@ -19,7 +19,7 @@ from typing import Any
 
 from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.reconciler import (
-    LiveObject,
+    LiveReader,
     ReconcilePass,
     Reconciler,
     ReconcileRequest,
@@ -44,7 +44,7 @@ Predicate = Callable[["Driver"], bool]
 
 
 def base_spec(**overrides: Any) -> dict[str, Any]:
-    """A spec in the CRD's shape (design.md); keys given as None are left out."""
+    """A spec in the CRD's shape; keys given as None are left out."""
     spec: dict[str, Any] = {"connectionRef": {"name": SECRET_NAME}, "node": "pve1"}
     spec.update(overrides)
     return {key: value for key, value in spec.items() if value is not None}
@@ -110,7 +110,7 @@ class Driver:
     attempt: int = 0
     # The object as the API server has it now, when a test makes it differ from the copy
     # the passes act on (a slow API server); None: the same as that copy.
-    live: LiveObject | None = None
+    live: LiveReader | None = None
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -128,10 +128,11 @@ class Driver:
             spec=copy.deepcopy(self.spec),
             status=copy.deepcopy(self.status),
             live=self.live,
+            retry=self.attempt,
         )
         now = self.now
         result = await self.reconciler.run_pass(request, now)
-        merge_patch(self.status, result.status)
+        merge_patch(self.status, result.status.to_merge_patch())
         self.events.extend(result.events)
         self.attempt = 0 if result.retry_after is None else self.attempt + 1
         record = PassRecord(

@@ -24,8 +24,8 @@ async def test_the_vmid_comes_from_nextid_and_is_persisted_before_any_create_cal
     first = await driver.step()
 
     assert [(r.method, r.path) for r in first.requests] == [("GET", "/cluster/nextid")]
-    assert first.result.status["vmid"] == 100  # the simulator's first free id
-    assert first.result.status["phase"] == "Provisioning"
+    assert first.status["vmid"] == 100  # the simulator's first free id
+    assert first.status["phase"] == "Provisioning"
     assert first.result.retry_after is not None
     assert driver.sim.vm(100) is None
 

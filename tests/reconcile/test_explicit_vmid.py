@@ -12,7 +12,7 @@ async def test_spec_vmid_is_used_as_is(make_driver: Callable[..., Driver]) -> No
     first = await driver.step()
 
     assert first.requests == []  # nothing to ask: the VMID is the user's
-    assert first.result.status["vmid"] == 4242
+    assert first.status["vmid"] == 4242
     await driver.settle()
 
     assert not [r for r in driver.requests() if r.path == "/cluster/nextid"]

@@ -183,9 +183,9 @@ def simulator(cluster: Cluster, *args: str) -> Iterator[SimulatorProcess]:
 
 
 async def version_via(data: dict[str, str]) -> str:
-    """Connect the operator's own client with exactly these Secret data; the PVE release."""
+    """Connect the operator's own client with exactly these Secret data; the PVE version."""
     async with ProxmoxClient(ConnectionSettings.from_secret_data(data), read_timeout=10) as client:
-        return (await client.version()).release
+        return (await client.version()).version
 
 
 def tls_handshake(port: int, ca_cert: str, server_name: str) -> None:
@@ -213,7 +213,7 @@ async def test_the_published_secret_connects_the_operator_over_verified_tls(
         assert data["endpoint"] == f"https://localhost:{run.port}"
         assert data["tokenId"] == TOKEN_ID
         assert data["caCert"].startswith("-----BEGIN CERTIFICATE-----")
-        assert await version_via(data) == "9.1"
+        assert await version_via(data) == "9.1.1"
         run.expect(f"published: Secret {NAMESPACE}/{SECRET} (created")
 
 
@@ -242,7 +242,7 @@ async def test_a_restarted_simulator_replaces_the_ca_in_the_same_secret(cluster:
         old, new = decoded(first), decoded(second)
         assert second["metadata"]["uid"] == first["metadata"]["uid"]  # updated, not recreated
         assert new["caCert"] != old["caCert"]
-        assert await version_via(new) == "9.1"
+        assert await version_via(new) == "9.1.1"
         with pytest.raises(ProxmoxError):  # verification is on: the old CA no longer fits
             await version_via({**new, "caCert": old["caCert"]})
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..domain.conditions import parse_conditions
 from ..domain.destroy import (
     Decision,
     DeleteVM,
@@ -33,11 +34,14 @@ from ..domain.destroy import (
     backoff,
     call_failed,
     decide,
+    destroy_report,
     destroy_strays,
+    effective_mode,
     shutdown_accepted,
     start_record,
 )
-from ..domain.model import DestroyPolicy, DestroyStatus, ProxmoxVMSpec
+from ..domain.model import DestroyMode, DestroyPolicy, DestroyStatus, ProxmoxVMSpec
+from ..domain.status import StatusPatch
 from ..domain.vmconfig import ownership_tag, without_ownership_tag
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError
 from .budget import TaskBudget
@@ -56,6 +60,7 @@ class DestroyRequest:
     annotations: Mapping[str, str]
     spec: object  # as stored: normally a mapping, but a destroy must survive anything
     status: Mapping[str, Any]
+    generation: int | None = None
 
 
 @dataclass
@@ -72,6 +77,9 @@ class DestroyPass:
     fallback: bool = False
     # The spec did not validate: the destroy runs with safe defaults, and says why.
     invalid_spec: str | None = None
+    # What to write to .status: the record, the phase and the conditions.
+    status: StatusPatch = field(default_factory=StatusPatch)
+    mode: DestroyMode = DestroyMode.STOP  # the mode in force (the duration metric's label)
 
     @property
     def done(self) -> bool:
@@ -186,8 +194,13 @@ class Destroyer:
     async def run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
         parsed = spec_for_destroy(request.spec)
         result = await self._run_pass(request, parsed.spec, now)
+        message = result.message
         if parsed.problem is not None:
             result.invalid_spec = parsed.problem
+            message = (
+                f"{message or 'destroying'} (the spec is invalid, so the default policy "
+                f"applies: {parsed.problem})"
+            )
             if request.status.get("destroy") is None:  # say it once, at the first pass
                 result.events.insert(
                     0,
@@ -197,6 +210,21 @@ class Destroyer:
                         f"destroying with the default policy (Stop, purge): {parsed.problem}",
                     ),
                 )
+        result.message = message
+        result.mode = (
+            result.record.mode
+            if result.record is not None
+            else effective_mode(parsed.spec, request.annotations)
+        )
+        result.status, stall_events = destroy_report(
+            parse_conditions(request.status.get("conditions")),
+            generation=request.generation,
+            record=result.record,
+            stalled=result.stalled,
+            message=message,
+            now=now,
+        )
+        result.events.extend(stall_events)
         return result
 
     async def _run_pass(

@@ -1,13 +1,19 @@
-"""Status conditions in the shape of metav1.Condition, and the phase they sum up to."""
+"""Status conditions in the shape of metav1.Condition, as typed models.
+
+Conditions are read once from the stored status (``parse_conditions``) and written back
+whole: a merge patch replaces a list, so each pass writes every condition it keeps.
+"""
 
 from __future__ import annotations
 
 import datetime
 import enum
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from .model import DestroyStep, format_time
+from pydantic import ValidationError
+
+from .model import Condition, ConditionStatus, DestroyStep, format_time
+from .reasons import DeletingReason
 
 READY = "Ready"
 DELETING = "Deleting"
@@ -16,6 +22,8 @@ DELETION_STALLED = "DeletionStalled"
 # under way (InProgress), Stalled=True means nothing moves without a human (Failed).
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+CONDITION_TYPES = (READY, RECONCILING, STALLED, DELETING, DELETION_STALLED)
+MESSAGE_LIMIT = 32768
 
 
 class Progress(enum.StrEnum):
@@ -27,61 +35,66 @@ class Progress(enum.StrEnum):
     STALLED = "stalled"  # needs a change to the object, the Secret or Proxmox
 
 
-# The Deleting condition's reason names the current step (design.md).
+# The Deleting condition's reason names the current step.
 DELETING_REASONS = {
-    DestroyStep.STARTING: "Stopping",
-    DestroyStep.STOPPING: "Stopping",
-    DestroyStep.WAITING_FOR_SHUTDOWN: "ShuttingDown",
-    DestroyStep.FORCING_STOP: "ForcingStop",
-    DestroyStep.DELETING_VM: "DeletingVM",
-    DestroyStep.VERIFYING_ABSENCE: "VerifyingAbsence",
+    DestroyStep.STARTING: DeletingReason.STOPPING,
+    DestroyStep.STOPPING: DeletingReason.STOPPING,
+    DestroyStep.WAITING_FOR_SHUTDOWN: DeletingReason.SHUTTING_DOWN,
+    DestroyStep.FORCING_STOP: DeletingReason.FORCING_STOP,
+    DestroyStep.DELETING_VM: DeletingReason.DELETING_VM,
+    DestroyStep.VERIFYING_ABSENCE: DeletingReason.VERIFYING_ABSENCE,
 }
 
 
+def parse_conditions(raw: object) -> list[Condition]:
+    """The stored conditions; an entry that is not a valid condition is dropped (the next
+    write replaces the list, so a mangled entry heals instead of blocking every pass)."""
+    found: list[Condition] = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            found.append(Condition.model_validate(item))
+        except ValidationError:
+            continue
+    return found
+
+
 def set_condition(
-    conditions: Iterable[Mapping[str, Any]],
+    conditions: Iterable[Condition],
     type_: str,
-    status: str,
+    status: ConditionStatus,
     reason: str,
     message: str,
     *,
     now: datetime.datetime,
     generation: int | None,
-) -> list[dict[str, Any]]:
-    """Return the list with one condition set; lastTransitionTime moves only on a new status."""
-    result: list[dict[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    for condition in conditions:
-        if condition.get("type") == type_:
-            previous = condition
-        else:
-            result.append(dict(condition))
-    changed = previous is None or previous.get("status") != status
-    entry: dict[str, Any] = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": format_time(now)
-        if changed or previous is None
-        else previous.get("lastTransitionTime", format_time(now)),
-    }
-    if generation is not None:
-        entry["observedGeneration"] = generation
-    result.append(entry)
-    return sorted(result, key=lambda c: str(c.get("type")))
+) -> list[Condition]:
+    """The list with one condition set; lastTransitionTime moves only on a new status."""
+    others = [c for c in conditions if c.type != type_]
+    previous = find(conditions, type_)
+    moved = previous is None or previous.status is not status
+    entry = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:MESSAGE_LIMIT],
+        lastTransitionTime=format_time(now)
+        if moved or previous is None
+        else previous.last_transition_time,
+        observedGeneration=generation,
+    )
+    return sorted([*others, entry], key=lambda c: c.type)
 
 
 def set_readiness(
-    conditions: Iterable[Mapping[str, Any]],
+    conditions: Iterable[Condition],
     progress: Progress,
-    ready: str,
+    ready: ConditionStatus,
     reason: str,
     message: str,
     *,
     now: datetime.datetime,
     generation: int | None,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """Ready, and Reconciling and Stalled agreeing with it, all with the same reason."""
     reconciling = progress in (Progress.PROGRESSING, Progress.RETRYING)
     stalled = progress is Progress.STALLED
@@ -92,7 +105,7 @@ def set_readiness(
         result = set_condition(
             result,
             type_,
-            "True" if active else "False",
+            ConditionStatus.TRUE if active else ConditionStatus.FALSE,
             reason,
             message if active else "",
             now=now,
@@ -101,5 +114,15 @@ def set_readiness(
     return result
 
 
-def find(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
+def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def is_true(conditions: Sequence[Condition], type_: str, reason: str | None = None) -> bool:
+    """Whether the condition is True (with ``reason``, if given)."""
+    found = find(conditions, type_)
+    return (
+        found is not None
+        and found.status is ConditionStatus.TRUE
+        and (reason is None or found.reason == reason)
+    )

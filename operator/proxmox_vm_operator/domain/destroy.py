@@ -5,7 +5,7 @@
 record, and re-runs later. Because the record holds the step, the task UPID and the shutdown
 deadline, an operator restarted at any point resumes instead of repeating a destructive call.
 
-Order of the checks is normative (design.md, "The destroy algorithm"). Two rules shape it:
+Order of the checks is normative (docs/design.md, "The destroy algorithm"). Two rules shape it:
 only a *positive* answer that the VM is absent lets the finalizer go, and every wait on the
 guest has a deadline.
 """
@@ -18,19 +18,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .conditions import (
+    DELETING,
+    DELETING_REASONS,
+    DELETION_STALLED,
+    Progress,
+    is_true,
+    parse_conditions,
+    set_condition,
+    set_readiness,
+)
 from .model import (
     DESTROY_MODE_ANNOTATION,
     FORCE_RELEASE_ANNOTATION,
     OWNERSHIP_TAG_PREFIX,
+    Condition,
+    ConditionStatus,
     DeletionPolicy,
     DestroyMode,
     DestroyStatus,
     DestroyStep,
+    ObservedPower,
+    Phase,
     ProxmoxVMSpec,
     format_precise_time,
     format_time,
     parse_time,
 )
+from .reasons import DELETION_PROGRESSING, ReadyReason
+from .reasons import StallReason as StallReason  # re-exported: the destroy's stall reasons
+from .status import Event as Event
+from .status import StatusPatch
 from .vmconfig import ownership_tag
 
 # How long to wait before looking again, in seconds.
@@ -55,15 +73,6 @@ class Outcome(StrEnum):
     ORPHANED = "orphaned"
     NOT_OWNED = "not_owned"
     FORCE_RELEASED = "force_released"
-
-
-class StallReason(StrEnum):
-    PROXMOX_UNREACHABLE = "ProxmoxUnreachable"
-    PERMISSION_DENIED = "PermissionDenied"
-    VM_LOCKED = "VMLocked"
-    PROTECTED = "Protected"
-    TASK_FAILED = "TaskFailed"
-    TAKING_TOO_LONG = "TakingTooLong"
 
 
 # ------------------------------------------------------------------ observations
@@ -119,13 +128,6 @@ class PowerOffMethod(StrEnum):
     STOP = "stop"  # status/stop with overrule-shutdown=1
     SHUTDOWN = "shutdown"  # status/shutdown with a timeout
     HA_STOP = "ha_stop"  # status/stop through HA (overrule-shutdown is refused for HA VMs)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -601,3 +603,94 @@ def _shutdown(ctx: DestroyContext, record: DestroyStatus, vm: VMPresent) -> Deci
         _step(record, DestroyStep.WAITING_FOR_SHUTDOWN),
         (event,),
     )
+
+
+# ---------------------------------------------------------------------- reporting
+
+
+def destroy_report(
+    conditions: Sequence[Condition],
+    *,
+    generation: int | None,
+    record: DestroyStatus | None,
+    stalled: StallReason | None,
+    message: str,
+    now: datetime.datetime,
+) -> tuple[StatusPatch, tuple[Event, ...]]:
+    """What a destroy pass writes to the status, and the Warning a new stall posts.
+
+    Ready and the kstatus pair speak for the deletion, instead of the last reconcile; a
+    stall shows in DeletionStalled, and as a Warning event when it is new (or its reason is).
+    """
+    # Marking an object for deletion bumps its generation; tools comparing it with
+    # observedGeneration would otherwise read the status as stale.
+    patch = StatusPatch(phase=Phase.DELETING, observed_generation=generation)
+    updated = list(conditions)
+    if record is not None:
+        patch = patch.then(StatusPatch(destroy=record))
+        if record.step in (DestroyStep.DELETING_VM, DestroyStep.VERIFYING_ABSENCE):
+            # Those steps come only after the VM was seen stopped: say so in the POWER column.
+            patch = patch.then(StatusPatch(power_state=ObservedPower.STOPPED))
+        updated = set_condition(
+            updated,
+            DELETING,
+            ConditionStatus.TRUE,
+            DELETING_REASONS[record.step],
+            message or f"destroy step {record.step.value}",
+            now=now,
+            generation=generation,
+        )
+    updated = set_readiness(
+        updated,
+        Progress.STALLED if stalled else Progress.PROGRESSING,
+        ConditionStatus.FALSE,
+        stalled.value if stalled else ReadyReason.DELETING.value,
+        message or "the VM is being destroyed",
+        now=now,
+        generation=generation,
+    )
+    updated = set_condition(
+        updated,
+        DELETION_STALLED,
+        ConditionStatus.TRUE if stalled else ConditionStatus.FALSE,
+        stalled.value if stalled else DELETION_PROGRESSING,
+        message if stalled else "",
+        now=now,
+        generation=generation,
+    )
+    events: tuple[Event, ...] = ()
+    if stalled is not None and not is_true(conditions, DELETION_STALLED, stalled.value):
+        # The condition says it; the event shows it in `kubectl get events` and to whatever
+        # watches Warnings.
+        events = (Event("Warning", stalled.value, f"the destroy is stalled: {message or stalled}"),)
+    return patch.then(StatusPatch(conditions=updated)), events
+
+
+@dataclass(frozen=True)
+class DestroyProgress:
+    """A destroy as its persisted status shows it (what the destroy gauges follow)."""
+
+    started: datetime.datetime
+    step: str
+    stalled: str | None  # the DeletionStalled reason while it is True
+
+
+def destroy_progress(status: Mapping[str, object]) -> DestroyProgress | None:
+    """The persisted destroy, or None when none has started (or its record is unreadable)."""
+    record = status.get("destroy")
+    if not isinstance(record, Mapping) or not record:
+        return None
+    try:
+        started = parse_time(str(record["startedAt"]))
+        step = str(record["step"])
+    except (KeyError, ValueError):
+        return None
+    stalled = next(
+        (
+            c.reason
+            for c in parse_conditions(status.get("conditions"))
+            if c.type == DELETION_STALLED and c.status is ConditionStatus.TRUE
+        ),
+        None,
+    )
+    return DestroyProgress(started, step, stalled)

@@ -336,15 +336,6 @@ class DestroyStatus(_Model):
     )
 
 
-def destroy_status_patch(record: DestroyStatus) -> dict[str, object]:
-    """``status.destroy`` as a merge patch (RFC 7386), the only way it is written.
-
-    Every field is present: an unset one as an explicit null, which is what clears it. A
-    field left out of a merge patch keeps its old value, so a cleared ``taskUpid`` would
-    otherwise point every later pass at the last, long-finished task."""
-    return record.model_dump(by_alias=True, mode="json")
-
-
 class TaskRef(_Model):
     """A Proxmox task the operator started outside a destroy and has not seen finish yet."""
 

@@ -24,12 +24,10 @@ from typing import Any, TypeVar
 
 from proxmoxer import ProxmoxAPI
 
-from .errors import RejectedError, TaskTimeoutError, UnreachableError, classify
+from .errors import RejectedError, UnreachableError, classify
 from .models import (
     ActiveTask,
-    HaResource,
     ProxmoxVersion,
-    TaskLogLine,
     TaskStatus,
     Upid,
     VmConfig,
@@ -134,6 +132,7 @@ class ProxmoxClient:
     # -- reads -------------------------------------------------------------------------------
 
     async def version(self) -> ProxmoxVersion:
+        """Read `/version` now; the operator asks `known_version`, which caches it."""
         return await self._call(ProxmoxVersion.from_api, "GET", "/version")
 
     async def known_version(self, *, refresh: bool = False) -> ProxmoxVersion:
@@ -146,12 +145,10 @@ class ProxmoxClient:
         """Whether `status/stop` takes `overrule-shutdown` (PVE 8.2 and later)."""
         return (await self.known_version()).knows_overrule_shutdown
 
-    async def active_tasks(self, node: str, *, vmid: int | None = None) -> list[ActiveTask]:
+    async def active_tasks(self, node: str) -> list[ActiveTask]:
         """The tasks running on ``node`` that this token may see: its own, and everyone's
         with Sys.Audit on the node (pve-manager Tasks.pm node_tasks)."""
-        if vmid is not None:
-            self._check_vmid(vmid)
-        params: dict[str, ParamValue] = {"source": "active", "vmid": vmid, "limit": 500}
+        params: dict[str, ParamValue] = {"source": "active", "limit": 500}
         return await self._call(
             lambda rows: [ActiveTask.from_api(row) for row in rows],
             "GET",
@@ -175,11 +172,7 @@ class ProxmoxClient:
 
     async def vm_status(self, node: str, vmid: int) -> VmStatus:
         return await self._call(
-            lambda data: VmStatus.from_api(vmid, data),
-            "GET",
-            f"{_VM}/status/current",
-            node=node,
-            vmid=vmid,
+            VmStatus.from_api, "GET", f"{_VM}/status/current", node=node, vmid=vmid
         )
 
     async def vm_config(self, node: str, vmid: int) -> VmConfig:
@@ -189,15 +182,12 @@ class ProxmoxClient:
         """Config keys whose change waits for the next start (`GET .../pending`)."""
         return await self._call(_parse_pending_keys, "GET", f"{_VM}/pending", node=node, vmid=vmid)
 
-    async def ha_resource(self, vmid: int) -> HaResource:
-        """The VM's HA resource; raises ABSENT (`no such resource`) when it is not HA-managed."""
-        self._check_vmid(vmid)
-        return await self._call(
-            HaResource.from_api, "GET", "/cluster/ha/resources/{sid}", sid=f"vm:{vmid}"
-        )
-
-    async def task_status(self, upid: Upid | str) -> TaskStatus:
-        task = self._upid(upid)
+    async def task_status(self, upid: str) -> TaskStatus:
+        """The task's state; an unparsable UPID is REJECTED without a request."""
+        try:
+            task = parse_upid(upid)
+        except ValueError as exc:
+            raise RejectedError(str(exc)) from None
         return await self._call(
             TaskStatus.from_api,
             "GET",
@@ -205,39 +195,6 @@ class ProxmoxClient:
             node=task.node,
             upid=task.raw,
         )
-
-    async def task_log(
-        self, upid: Upid | str, *, start: int = 0, limit: int = 50
-    ) -> list[TaskLogLine]:
-        task = self._upid(upid)
-        return await self._call(
-            lambda lines: [TaskLogLine.from_api(line) for line in lines],
-            "GET",
-            "/nodes/{node}/tasks/{upid}/log",
-            {"start": start, "limit": limit},
-            node=task.node,
-            upid=task.raw,
-        )
-
-    async def wait_task(
-        self, upid: Upid | str, *, timeout: float, poll_interval: float = 1.0
-    ) -> TaskStatus:
-        """Poll until the task stops and return its outcome (check `ok`, or `raise_if_failed`).
-
-        Raises `TaskTimeoutError` when `timeout` seconds pass first; the task keeps running.
-        An error while polling propagates at once, classified like any other call.
-        """
-        task = self._upid(upid)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while True:
-            status = await self.task_status(task)
-            if not status.running:
-                return status
-            remaining = started + timeout - loop.time()
-            if remaining <= 0:
-                raise TaskTimeoutError(task.raw, loop.time() - started)
-            await asyncio.sleep(min(poll_interval, remaining))
 
     # -- writes (each asynchronous one returns the UPID of its task) -------------------------
 
@@ -256,27 +213,11 @@ class ProxmoxClient:
         full: bool | None = None,
         storage: str | None = None,
         target: str | None = None,
-        pool: str | None = None,
-        description: str | None = None,
     ) -> Upid:
         """Clone `vmid` to `newid`; the task's id field is the SOURCE vmid."""
         self._check_vmid(newid)
-        params = {"newid": newid, "name": name, "full": full, "storage": storage}
-        params |= {"target": target, "pool": pool, "description": description}
+        params = {"newid": newid, "name": name, "full": full, "storage": storage, "target": target}
         return await self._vm_task("POST", "/clone", node, vmid, params)
-
-    async def update_config_async(
-        self,
-        node: str,
-        vmid: int,
-        changes: Mapping[str, ParamValue],
-        *,
-        delete: Sequence[str] = (),
-        digest: str | None = None,
-    ) -> Upid:
-        """POST config: a `qmconfig` task; a wrong digest or a lock still fails at once."""
-        params = _config_params(changes, delete, digest)
-        return await self._vm_task("POST", "/config", node, vmid, params)
 
     async def update_config(
         self,
@@ -288,25 +229,22 @@ class ProxmoxClient:
         digest: str | None = None,
     ) -> None:
         """PUT config: synchronous; on a running VM most keys stay pending until restart."""
-        params = _config_params(changes, delete, digest)
+        params = {**changes, "delete": ",".join(delete) or None, "digest": digest}
         await self._call(_ignore, "PUT", f"{_VM}/config", params, node=node, vmid=vmid)
 
-    async def start_vm(self, node: str, vmid: int, *, timeout: int | None = None) -> Upid:
-        return await self._vm_task("POST", "/status/start", node, vmid, {"timeout": timeout})
+    async def start_vm(self, node: str, vmid: int) -> Upid:
+        return await self._vm_task("POST", "/status/start", node, vmid, {})
 
-    async def stop_vm(
-        self, node: str, vmid: int, *, overrule_shutdown: bool = False, timeout: int | None = None
-    ) -> Upid:
+    async def stop_vm(self, node: str, vmid: int, *, overrule_shutdown: bool = False) -> Upid:
         """Hard stop. `overrule_shutdown` aborts running shutdown tasks first; it is sent only
         when true, because HA resources refuse the parameter, and only where the version knows
         it (see `knows_overrule_shutdown`): elsewhere a plain stop is sent, which waits for a
         running shutdown to end. A 400 naming the parameter (the cluster was downgraded, or
         answered for another node) re-reads the version and sends a plain stop."""
-        params: dict[str, ParamValue] = {"timeout": timeout}
         if overrule_shutdown and await self.knows_overrule_shutdown():
             try:
                 return await self._vm_task(
-                    "POST", "/status/stop", node, vmid, {**params, "overrule-shutdown": True}
+                    "POST", "/status/stop", node, vmid, {"overrule-shutdown": True}
                 )
             except RejectedError as exc:
                 if "overrule-shutdown" not in exc.errors:
@@ -314,7 +252,7 @@ class ProxmoxClient:
                 if (await self.known_version(refresh=True)).knows_overrule_shutdown:
                     raise
                 log.info("Proxmox refused overrule-shutdown: %s; sending a plain stop", exc)
-        return await self._vm_task("POST", "/status/stop", node, vmid, params)
+        return await self._vm_task("POST", "/status/stop", node, vmid, {})
 
     async def shutdown_vm(
         self, node: str, vmid: int, *, timeout: int | None = None, force_stop: bool | None = None
@@ -322,9 +260,6 @@ class ProxmoxClient:
         """Graceful shutdown. Without `force_stop` the task FAILS on timeout and the VM runs on."""
         params = {"timeout": timeout, "forceStop": force_stop}
         return await self._vm_task("POST", "/status/shutdown", node, vmid, params)
-
-    async def reboot_vm(self, node: str, vmid: int, *, timeout: int | None = None) -> Upid:
-        return await self._vm_task("POST", "/status/reboot", node, vmid, {"timeout": timeout})
 
     async def delete_vm(
         self,
@@ -336,11 +271,6 @@ class ProxmoxClient:
     ) -> Upid:
         params = {"purge": purge, "destroy-unreferenced-disks": destroy_unreferenced_disks}
         return await self._vm_task("DELETE", "", node, vmid, params)
-
-    async def delete_ha_resource(self, vmid: int) -> None:
-        """Remove the VM from HA; raises ABSENT (`not HA managed`) when it was not in HA."""
-        self._check_vmid(vmid)
-        await self._call(_ignore, "DELETE", "/cluster/ha/resources/{sid}", sid=f"vm:{vmid}")
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -429,15 +359,6 @@ class ProxmoxClient:
             log.exception("Proxmox API call observer failed")
 
     @staticmethod
-    def _upid(upid: Upid | str) -> Upid:
-        if isinstance(upid, Upid):
-            return upid
-        try:
-            return parse_upid(upid)
-        except ValueError as exc:
-            raise RejectedError(str(exc)) from None
-
-    @staticmethod
     def _check_vmid(vmid: object) -> None:
         if not isinstance(vmid, int) or isinstance(vmid, bool) or vmid not in _VMID_RANGE:
             raise RejectedError(f"not a Proxmox VM id: {vmid!r}")
@@ -464,12 +385,6 @@ def _parse_vmid(value: Any) -> int:
 
 def _ignore(data: Any) -> None:
     return None
-
-
-def _config_params(
-    changes: Mapping[str, ParamValue], delete: Sequence[str], digest: str | None
-) -> dict[str, ParamValue]:
-    return {**changes, "delete": ",".join(delete) or None, "digest": digest}
 
 
 def _release(executor: ThreadPoolExecutor, ca_file: str | None) -> None:

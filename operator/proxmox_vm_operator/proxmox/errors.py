@@ -27,10 +27,6 @@ class ErrorKind(enum.StrEnum):
     """`protection=1` refuses the removal."""
     CONFLICT = "Conflict"
     """The VM's state refuses the call now; a later retry may succeed (running, paused, digest)."""
-    TASK_FAILED = "TaskFailed"
-    """A task ended with an exit status other than OK or WARNINGS."""
-    TASK_TIMEOUT = "TaskTimeout"
-    """Our own deadline passed while a task was still running; the task may still finish."""
     UNREACHABLE = "Unreachable"
     """No usable answer: connection, TLS, timeouts, 5xx, or a reply we could not understand.
     After a read timeout a write may or may not have happened: re-read the state."""
@@ -113,32 +109,6 @@ class RejectedError(ProxmoxError):
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.errors: dict[str, str] = dict(errors or {})
-
-
-class TaskFailedError(ProxmoxError):
-    kind = ErrorKind.TASK_FAILED
-
-    def __init__(self, upid: str, exitstatus: str) -> None:
-        super().__init__(f"task {upid} failed: {exitstatus}")
-        self.upid = upid
-        self.exitstatus = exitstatus
-        match = match_message(exitstatus)
-        # What the exit status says went wrong, when it is one of the messages we recognise.
-        self.cause: ErrorKind | None = match[0] if match else None
-        self.lock: str | None = match[1].get("lock") if match else None
-
-    @property
-    def failed_on_lock(self) -> bool:
-        return self.cause is ErrorKind.LOCKED
-
-
-class TaskTimeoutError(ProxmoxError):
-    kind = ErrorKind.TASK_TIMEOUT
-
-    def __init__(self, upid: str, waited_seconds: float) -> None:
-        super().__init__(f"task {upid} still running after {waited_seconds:.1f}s")
-        self.upid = upid
-        self.waited_seconds = waited_seconds
 
 
 # PVE's own wording (qemu-server, pve-guest-common, pve-ha-manager); first match wins, so the

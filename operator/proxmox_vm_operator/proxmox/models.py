@@ -1,12 +1,10 @@
-"""Typed views of the Proxmox VE answers the operator uses (facts: research/proxmox-api.md)."""
+"""Typed views of the Proxmox VE answers the operator uses, holding only what it reads."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-from .errors import TaskFailedError
 
 # pve-common UPID.pm; the trailing colon is part of the format.
 _UPID = re.compile(
@@ -23,8 +21,6 @@ class Upid:
 
     raw: str
     node: str
-    pid: int
-    pstart: int
     starttime: int
     type: str
     id: str
@@ -42,8 +38,6 @@ def parse_upid(text: str) -> Upid:
     return Upid(
         raw=text,
         node=found["node"],
-        pid=int(found["pid"], 16),
-        pstart=int(found["pstart"], 16),
         starttime=int(found["starttime"], 16),
         type=found["type"],
         id=found["id"],
@@ -68,13 +62,11 @@ def _optional_str(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class ProxmoxVersion:
-    version: str
-    release: str
-    repoid: str | None
+    version: str  # e.g. "8.2.4"
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ProxmoxVersion:
-        return cls(str(data["version"]), str(data["release"]), _optional_str(data.get("repoid")))
+        return cls(str(data["version"]))
 
     @property
     def number(self) -> tuple[int, ...]:
@@ -112,28 +104,21 @@ class ActiveTask:
 
 @dataclass(frozen=True)
 class VmResource:
-    """One QEMU entry of `/cluster/resources?type=vm`. `status` and `name` lag ~10 s behind."""
+    """One QEMU entry of `/cluster/resources?type=vm`. Its power status lags ~10 s behind,
+    so it is not read from here: `vm_status` is authoritative."""
 
     vmid: int
     node: str
-    status: str  # running | stopped | unknown
-    name: str | None
     tags: tuple[str, ...]
     lock: str | None
-    template: bool
-    hastate: str | None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> VmResource:
         return cls(
             vmid=int(data["vmid"]),
             node=str(data["node"]),
-            status=str(data.get("status") or "unknown"),
-            name=_optional_str(data.get("name")),
             tags=parse_tags(data.get("tags")),
             lock=_optional_str(data.get("lock")),
-            template=_flag(data.get("template")),
-            hastate=_optional_str(data.get("hastate")),
         )
 
 
@@ -141,36 +126,21 @@ class VmResource:
 class VmStatus:
     """`status/current`, the authoritative power state. Paused shows status=running."""
 
-    vmid: int
     status: str  # running | stopped
     qmpstatus: str | None  # running, paused, prelaunch, suspended, ...
-    lock: str | None
-    name: str | None
-    tags: tuple[str, ...]
-    template: bool
     ha_managed: bool
-    ha_state: str | None
-    uptime: int | None
 
     @property
     def running(self) -> bool:
         return self.status == "running"
 
     @classmethod
-    def from_api(cls, vmid: int, data: dict[str, Any]) -> VmStatus:
+    def from_api(cls, data: dict[str, Any]) -> VmStatus:
         ha = data.get("ha") or {}
-        uptime = data.get("uptime")
         return cls(
-            vmid=vmid,
             status=str(data["status"]),
             qmpstatus=_optional_str(data.get("qmpstatus")),
-            lock=_optional_str(data.get("lock")),
-            name=_optional_str(data.get("name")),
-            tags=parse_tags(data.get("tags")),
-            template=_flag(data.get("template")),
             ha_managed=_flag(ha.get("managed")),
-            ha_state=_optional_str(ha.get("state")),
-            uptime=None if uptime is None else int(uptime),
         )
 
 
@@ -200,26 +170,9 @@ class VmConfig:
 
 
 @dataclass(frozen=True)
-class HaResource:
-    """`/cluster/ha/resources/vm:N`; `state` is the requested state (started, stopped, ...)."""
-
-    sid: str
-    state: str | None
-    group: str | None
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> HaResource:
-        return cls(
-            sid=str(data["sid"]),
-            state=_optional_str(data.get("state")),
-            group=_optional_str(data.get("group")),
-        )
-
-
-@dataclass(frozen=True)
 class TaskStatus:
-    upid: str
-    type: str
+    """`GET /nodes/{node}/tasks/{upid}/status`."""
+
     status: str  # running | stopped
     exitstatus: str | None  # set once stopped: OK, "WARNINGS: N" or the error text
 
@@ -233,26 +186,6 @@ class TaskStatus:
             self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")
         )
 
-    def raise_if_failed(self) -> None:
-        """Raise `TaskFailedError` if the task has ended without success."""
-        if not self.running and not self.ok:
-            raise TaskFailedError(self.upid, self.exitstatus or "stopped without an exit status")
-
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> TaskStatus:
-        return cls(
-            upid=str(data["upid"]),
-            type=str(data["type"]),
-            status=str(data["status"]),
-            exitstatus=_optional_str(data.get("exitstatus")),
-        )
-
-
-@dataclass(frozen=True)
-class TaskLogLine:
-    n: int
-    text: str
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any]) -> TaskLogLine:
-        return cls(n=int(data["n"]), text=str(data["t"]))
+        return cls(status=str(data["status"]), exitstatus=_optional_str(data.get("exitstatus")))

@@ -1,4 +1,5 @@
-"""Connection settings, parsed and validated from the credentials Secret (design.md)."""
+"""Connection settings, parsed and validated from the credentials Secret's keys: endpoint,
+tokenId and tokenSecret, optionally caCert or insecureSkipTLSVerify (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A Proxmox VE API simulator, served over TLS, for tests, the demo and benchmarks.
 
 It shares no code with the operator's Proxmox client: it is written from the Proxmox VE
-sources' behaviour (see the project's research notes), so tests of the client are tests
-against an independent implementation.
+sources' behaviour (docs/simulator.md names the upstream code behind each behaviour and every
+known divergence), so tests of the client are tests against an independent implementation.
 """
 
 from .api import RecordedRequest

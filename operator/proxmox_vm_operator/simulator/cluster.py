@@ -2,7 +2,10 @@
 
 Each method is one API call. Its synchronous checks raise :class:`ApiError` (an HTTP error);
 everything after the worker is forked runs in a task and fails as :class:`TaskError`, exactly
-where qemu-server fails (research/proxmox-api.md §4): that split is what a client must get right.
+where qemu-server fails: checks in the API handler before ``fork_worker`` answer with an HTTP
+error, while a lock timeout, a locked VM or a failed powerdown inside the worker ends the
+task with that exit status after the call returned 200 with a UPID. That split is what a
+client must get right.
 All methods run on the simulator's event loop thread.
 """
 

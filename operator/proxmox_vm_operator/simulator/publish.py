@@ -2,9 +2,9 @@
 
 The simulator makes a new CA each time it starts, so no manifest can carry its ``caCert``. With
 ``--publish-secret NAMESPACE/NAME`` the simulator writes that Secret itself once it serves,
-with the keys of the credentials Secret (design.md): ``endpoint`` (the advertised URL, e.g. the
-in-cluster Service name), ``tokenId``, ``tokenSecret`` and ``caCert``. TLS verification stays
-on: the Secret never carries ``insecureSkipTLSVerify``.
+with the keys of the credentials Secret (docs/api.md, "The credentials Secret"): ``endpoint``
+(the advertised URL, e.g. the in-cluster Service name), ``tokenId``, ``tokenSecret`` and
+``caCert``. TLS verification stays on: the Secret never carries ``insecureSkipTLSVerify``.
 
 Ownership: the simulator owns the Secret's ``data`` whole (keys other than these are dropped;
 a leftover ``insecureSkipTLSVerify`` would contradict ``caCert``) and keeps its labels and
