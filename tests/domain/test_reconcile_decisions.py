@@ -522,3 +522,21 @@ def test_conditions_keep_their_transition_time_while_the_status_holds() -> None:
     assert conditions is not KEEP
     after = {c.type: c.last_transition_time for c in conditions}
     assert after == before  # Ready stayed False, Reconciling True: no transition
+
+
+def test_a_vmid_another_creator_won_is_left_at_once_for_a_new_one() -> None:
+    seen = Observation(connection=CONNECTED, failure=Failure(FailureKind.VMID_TAKEN, "exists"))
+    decision = decide(owned(), seen)
+    assert decision.action == Look(Need.NEXT_VMID)
+    decision = decide(owned(), dataclasses.replace(seen, next_vmid=121))
+    assert patch_of(decision)["vmid"] == 121
+    assert decision.retry_after == AFTER_CALL and decision.progress is Progress.PROGRESSING
+    assert [e.reason for e in decision.events] == ["VMIDReassigned"]
+
+
+def test_an_explicit_vmid_another_creator_won_is_an_error_not_a_move() -> None:
+    seen = Observation(connection=CONNECTED, failure=Failure(FailureKind.VMID_TAKEN, "exists"))
+    decision = decide(owned(vmid=120), seen)
+    assert decision.action is None
+    assert ready_of(decision)[1] == "ProxmoxError"
+    assert "vmid" not in patch_of(decision)

@@ -30,7 +30,9 @@ FORGET_AFTER_SECONDS = 3600.0
 @dataclass
 class _Started:
     node_key: str
-    since: float  # time.monotonic() when the call was reserved
+    # time.monotonic() when the slot was reserved, and then when the call that started the
+    # task returned: a listing asked after that moment shows the task while it runs.
+    since: float
 
 
 @dataclass
@@ -92,8 +94,12 @@ class TaskBudget:
         return reservation
 
     def started(self, reservation: str, upid: str) -> None:
-        """The call started task ``upid``: the slot now follows the task."""
-        self._tasks[upid] = self._tasks.pop(reservation)
+        """The call started task ``upid``: the slot now follows the task.
+
+        Counted from now, not from the reservation: a listing asked while the call was in
+        flight may not show the task yet, and must not be taken to say it ended."""
+        slot = self._tasks.pop(reservation)
+        self._tasks[upid] = _Started(slot.node_key, time.monotonic())
 
     def finished(self, task_id: str) -> None:
         """A task ended, or a reserved call failed: free the slot."""

@@ -39,12 +39,10 @@ from ..domain.reconcile import (
     VMPower,
     context_from_status,
     decide,
-    failed,
     judge_live_object,
     node_busy,
     parse_spec,
     task_node,
-    task_outcome,
     task_started,
 )
 from ..domain.status import Event, StatusPatch
@@ -52,13 +50,15 @@ from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
 from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
 from .observe import observe_task
+from .vmids import VmidAllocator
 
 # Reads the object as the API server has it now (None: it is gone). A pass acts on the copy
 # its event carried, which a slow API server may hand out long after it changed.
 LiveReader = Callable[[], Awaitable[Mapping[str, Any] | None]]
 
-# A pass observes at most this many things before it acts (one per Need, with room).
-_MAX_LOOKS = 2 * len(Need)
+# A pass observes at most each thing once, and acts at most twice (a call, then what its
+# failure asks for): a bound that only a bug in decide() can reach.
+_MAX_STEPS = 2 * len(Need) + 2
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def _failure(exc: ProxmoxError) -> Failure:
         ErrorKind.UNAUTHORIZED: FailureKind.UNAUTHORIZED,
         ErrorKind.FORBIDDEN: FailureKind.UNAUTHORIZED,
         ErrorKind.REJECTED: FailureKind.REJECTED,
+        ErrorKind.TAKEN: FailureKind.VMID_TAKEN,
     }.get(exc.kind, FailureKind.ERROR)
     return Failure(kind, exc.message)
 
@@ -104,9 +105,15 @@ def _result(decision: Decision) -> ReconcilePass:
 
 
 class Reconciler:
-    def __init__(self, pool: ClientPool, budget: TaskBudget | None = None) -> None:
+    def __init__(
+        self,
+        pool: ClientPool,
+        budget: TaskBudget | None = None,
+        vmids: VmidAllocator | None = None,
+    ) -> None:
         self.pool = pool
         self.budget = budget or TaskBudget(per_node=4)
+        self.vmids = vmids or VmidAllocator()
 
     async def run_pass(self, request: ReconcileRequest, now: datetime.datetime) -> ReconcilePass:
         ctx = context_from_status(
@@ -121,22 +128,21 @@ class Reconciler:
         )
         look = _Look(self, request, ctx)
         seen = Observation()
-        decision = decide(ctx, seen)
-        for _ in range(_MAX_LOOKS):
-            if not isinstance(decision.action, Look):
-                break
-            seen = await look(decision.action.need, seen)
+        for _ in range(_MAX_STEPS):
             decision = decide(ctx, seen)
-        else:
-            raise RuntimeError(f"reconcile kept asking to look: {decision.action}")
-        if decision.action is None:
-            return _result(decision)
-        assert look.client is not None, "an action needs a connection"
-        try:
-            decision = await self._act(ctx, decision, look.client)
-        except ProxmoxError as exc:
-            decision = failed(ctx, _failure(exc), task_outcome(ctx, seen))
-        return _result(decision)
+            if isinstance(decision.action, Look):
+                seen = await look(decision.action.need, seen)
+                continue
+            if decision.action is None:
+                return _result(decision)
+            assert look.client is not None, "an action needs a connection"
+            try:
+                return _result(await self._act(ctx, decision, look.client))
+            except ProxmoxError as exc:
+                # A failed call is observed like a failed look; decide says what follows. (A
+                # VMID lost to another creator stays held, so it is not handed out again.)
+                seen = dataclasses.replace(seen, failure=_failure(exc))
+        raise RuntimeError(f"a reconcile pass did not settle: {decision.action}")
 
     async def _act(
         self, ctx: ReconcileContext, decision: Decision, client: ProxmoxClient
@@ -221,7 +227,8 @@ class _Look:
     async def _proxmox(self, need: Need, seen: Observation, client: ProxmoxClient) -> Observation:
         ctx = self.ctx
         if need is Need.NEXT_VMID:
-            return dataclasses.replace(seen, next_vmid=await client.next_vmid())
+            vmid = await self.reconciler.vmids.allocate(client)
+            return dataclasses.replace(seen, next_vmid=vmid)
         if need is Need.TASK:
             assert ctx.task is not None
             task = await observe_task(client, ctx.task.upid)

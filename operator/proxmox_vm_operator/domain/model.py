@@ -183,7 +183,8 @@ class ProxmoxVMSpec(_Model):
     )
     vmid: VMID | None = Field(
         default=None,
-        description="Proxmox VMID. Taken from /cluster/nextid when absent; immutable once set.",
+        description="Proxmox VMID. When absent the operator picks a free one (from "
+        "/cluster/nextid, skipping ids it handed to other objects); immutable once set.",
     )
     name: str | None = Field(
         default=None,

@@ -189,6 +189,7 @@ class FailureKind(StrEnum):
     UNREACHABLE = "unreachable"  # no usable answer from Proxmox
     UNAUTHORIZED = "unauthorized"  # a refused token or a missing privilege
     REJECTED = "rejected"  # Proxmox refused the call as invalid: it will not heal alone
+    VMID_TAKEN = "vmid_taken"  # a create or clone found its VMID in use by another creator
     ERROR = "error"  # any other error answer
 
 
@@ -499,6 +500,8 @@ def decide(ctx: ReconcileContext, seen: Observation) -> Decision:
     if ctx.vmid is not None and spec.vmid is not None and spec.vmid != ctx.vmid:
         return _refuse(ctx, f"spec.vmid is immutable: this object owns VM {ctx.vmid}")
     if seen.failure is not None:
+        if seen.failure.kind is FailureKind.VMID_TAKEN and spec.vmid is None:
+            return _vmid_taken(ctx, spec, seen)
         return failed(ctx, seen.failure, task_outcome(ctx, seen))
     if seen.connection is None:
         return Decision(Look(Need.CONNECTION))
@@ -542,6 +545,26 @@ def decide(ctx: ReconcileContext, seen: Observation) -> Decision:
             status=ConditionStatus.UNKNOWN,
         )
     return _converge(ctx, spec, seen, found, base)
+
+
+def _vmid_taken(ctx: ReconcileContext, spec: ProxmoxVMSpec, seen: Observation) -> Decision:
+    """Another creator won the VMID this object chose: move on to a free one at once (the
+    VMID was the operator's choice, not the user's, and nothing was made under it)."""
+    if seen.next_vmid is None:
+        return Decision(Look(Need.NEXT_VMID))
+    message = (
+        f"VM {ctx.vmid} was taken by another creator first; "
+        f"VM {seen.next_vmid} will be created on {spec.node}"
+    )
+    return _progress(
+        ctx,
+        ReadyReason.PROVISIONING,
+        message,
+        base=task_outcome(ctx, seen).then(
+            StatusPatch(vmid=seen.next_vmid, phase=Phase.PROVISIONING)
+        ),
+        event=Event("Normal", "VMIDReassigned", message),
+    )
 
 
 def _refuse(ctx: ReconcileContext, message: str) -> Decision:

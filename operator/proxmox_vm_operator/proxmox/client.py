@@ -167,8 +167,19 @@ class ProxmoxClient:
         return next((vm for vm in await self.list_vms() if vm.vmid == vmid), None)
 
     async def next_vmid(self) -> int:
-        """A free id; nothing is reserved, so a create may still lose a race (CONFLICT)."""
+        """The lowest free id; nothing is reserved, so a create may still lose it (TAKEN)."""
         return await self._call(_parse_vmid, "GET", "/cluster/nextid")
+
+    async def vmid_unused(self, vmid: int) -> bool:
+        """Whether no VM or container has ``vmid``. pve-manager PVE/API2/Cluster.pm nextid
+        checks a given id and refuses a used one with 400 "VM N already exists"."""
+        try:
+            await self._call(_parse_vmid, "GET", "/cluster/nextid", {"vmid": vmid})
+        except RejectedError as exc:
+            if "already exists" in exc.message:
+                return False
+            raise
+        return True
 
     async def vm_status(self, node: str, vmid: int) -> VmStatus:
         return await self._call(

@@ -27,6 +27,9 @@ class ErrorKind(enum.StrEnum):
     """`protection=1` refuses the removal."""
     CONFLICT = "Conflict"
     """The VM's state refuses the call now; a later retry may succeed (running, paused, digest)."""
+    TAKEN = "Taken"
+    """A create or clone found its VMID in use (`VM N already exists on node X`): another
+    creator won the id; only another VMID helps."""
     UNREACHABLE = "Unreachable"
     """No usable answer: connection, TLS, timeouts, 5xx, or a reply we could not understand.
     After a read timeout a write may or may not have happened: re-read the state."""
@@ -85,6 +88,10 @@ class ConflictError(ProxmoxError):
     kind = ErrorKind.CONFLICT
 
 
+class TakenError(ProxmoxError):
+    kind = ErrorKind.TAKEN
+
+
 class UnreachableError(ProxmoxError):
     kind = ErrorKind.UNREACHABLE
 
@@ -126,6 +133,9 @@ _MESSAGE_RULES: tuple[tuple[ErrorKind, re.Pattern[str]], ...] = (
     (ErrorKind.PROTECTED, re.compile(r"protection mode enabled")),
     (ErrorKind.LOCKED, re.compile(r"VM is locked \((?P<lock>[^)]+)\)")),
     (ErrorKind.LOCKED, re.compile(r"can't lock file '[^']*' - got timeout")),
+    # qemu-server create_vm/clone_vm: PVE::Cluster::check_vmid_unused, or the new config
+    # file found in place ("unable to create VM N: config file already exists").
+    (ErrorKind.TAKEN, re.compile(r"(VM|CT) \d+ already exists|config file already exists")),
     (
         ErrorKind.CONFLICT,
         re.compile(
@@ -234,6 +244,8 @@ def _classify_response(exc: ResourceException, text: Callable[[str], str]) -> Pr
             return LockedError(message, status_code=code, lock=named.get("lock"))
         if kind is ErrorKind.PROTECTED:
             return ProtectedError(message, status_code=code)
+        if kind is ErrorKind.TAKEN:
+            return TakenError(message, status_code=code)
         return ConflictError(message, status_code=code)
     # 408 and 429 come from proxies in front of PVE and clear by themselves.
     if code == 501 or (400 <= code < 500 and code not in (408, 429)):
