@@ -44,7 +44,8 @@ What a test gets:
   after 15 s: -9 means it did not stop), ``kill() -> exit code`` (SIGKILL: a crash),
   ``restart(crash=False)``, ``wait(timeout)``, ``running``, ``pid``, ``returncode``,
   ``metrics_url``, ``metrics_port``, ``liveness_port`` (fresh ports on every start),
-  ``log_text()`` (all runs, each after a ``--- harness:`` line), ``log_tail(lines=40)``.
+  ``log_text()`` (all runs, each after a ``--- sandbox:`` line), ``log_tail(lines=40)``,
+  ``scrape()`` (its proxmoxvm_* metric samples).
 
 Options, with ``@pytest.mark.sandbox(...)`` on a test, class or module (``pytestmark``), or
 as an indirect parameter (``@pytest.mark.parametrize("cluster", [{"time_scale": 0}],
@@ -69,6 +70,9 @@ own thread, not from a thread that ends before it. A failed test's report has th
 ProxmoxVMs, the events and the operator log; a test during which the emulator itself failed
 on a request errors at teardown.
 
+The processes, kubectl and the Secret are `proxmox_vm_operator.sandbox.stack`'s, the same
+code ``proxmox-vm-operator demo`` runs on; harness.py adds what only tests need.
+
 kubectl must be on PATH: without it these tests skip, or fail when ``CI=true``.
 """
 
@@ -80,7 +84,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Cluster, KubeAPI, KubeAPIPool, SandboxOptions, kubectl_binary
+from .harness import Cluster, KubeAPIPool, KubeAPIProcess, SandboxOptions, kubectl_binary
 
 CLUSTER = pytest.StashKey[Cluster]()
 
@@ -104,11 +108,11 @@ def kube_api_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPIP
 @pytest.fixture
 def kube_api(
     request: pytest.FixtureRequest, kube_api_pool: KubeAPIPool, tmp_path: pathlib.Path
-) -> Iterator[KubeAPI]:
+) -> Iterator[KubeAPIProcess]:
     """A fresh Kubernetes API emulator process, with the ProxmoxVM CRD established."""
     lag = sandbox_options(request).watch_lag
     if lag:  # not one of the pool's: it serves with a lagging watch
-        api = KubeAPI(tmp_path / "kubeapi", kubectl_binary(), watch_lag=lag).start()
+        api = KubeAPIProcess(tmp_path / "kubeapi", kubectl_binary(), watch_lag=lag).start()
     else:
         api = kube_api_pool.take()
     try:
@@ -129,7 +133,7 @@ def sandbox_options(request: pytest.FixtureRequest) -> SandboxOptions:
 
 @pytest.fixture
 def cluster(
-    request: pytest.FixtureRequest, kube_api: KubeAPI, tmp_path: pathlib.Path
+    request: pytest.FixtureRequest, kube_api: KubeAPIProcess, tmp_path: pathlib.Path
 ) -> Iterator[Cluster]:
     """A fresh sandbox for one test; see the module docstring."""
     with Cluster(kube_api, tmp_path, sandbox_options(request)) as sandbox:

@@ -1,78 +1,57 @@
 """The end-to-end sandbox: the Kubernetes API emulator and the operator as processes, the
-Proxmox VE simulator in-process, and real kubectl in between. The fixtures in conftest.py
-assemble these; see its docstring for how tests use them.
+Proxmox VE simulator in-process (or as a process), and real kubectl in between. The processes,
+kubectl and the credentials are the sandbox's own (`proxmox_vm_operator.sandbox.stack`, which
+`proxmox-vm-operator demo` runs on too); this module adds what only tests need: the per-test
+`Cluster` with its ProxmoxVM helpers and failing waits, and the emulator pool. The fixtures in
+conftest.py assemble these; see its docstring for how tests use them.
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
-import secrets
-import shlex
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, TypeVar
 
 import yaml
 
+from proxmox_vm_operator.domain.model import FINALIZER
 from proxmox_vm_operator.sandbox.children import free_ports
 from proxmox_vm_operator.sandbox.kubeapi import write_kubeconfig
-from proxmox_vm_operator.simulator import ControlError, Simulator, SimulatorControl
+from proxmox_vm_operator.sandbox.stack import (
+    CommandFactory,
+    Credentials,
+    KubeAPIProcess,
+    Kubectl,
+    KubectlError,
+    OperatorLaunch,
+    OperatorProcess,
+    SimulatorProcess,
+    StartError,
+    install_crd,
+    operator_command,
+    stop_all,
+    tail,
+)
+from proxmox_vm_operator.simulator import Simulator
 
 from ..tools import require_tool
 
 T = TypeVar("T")
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "crds" / "proxmoxvm.yaml"
-CRD_NAME = "proxmoxvms.proxmox.vmop.dev"
-API_VERSION = "proxmox.vmop.dev/v1alpha1"
-FINALIZER = "proxmox.vmop.dev/destroy"
 TOKEN_ID = "root@pam!op"
 SECRET_NAME = "pve"
-LOG_TAIL_LINES = 40
-EMULATOR_FAILURE = "The emulator failed on a request"
-
-# Children die with the test process even when it is killed outright (pytest-timeout's thread
-# method, SIGKILL, a crash), so no run leaves an operator or an emulator behind. Linux only:
-# PR_SET_PDEATHSIG (1) survives execve; the ppid check closes the race with a parent that died
-# before prctl ran.
-_LAUNCHER = (
-    "import ctypes, os, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, 9)\n"
-    "os.getppid() == int(sys.argv[1]) or os._exit(70)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-def _guarded(command: Sequence[str]) -> list[str]:
-    if sys.platform != "linux":
-        return list(command)
-    return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *command]
 
 
 def kubectl_binary() -> str:
     """kubectl on PATH; without it the e2e tests skip, or fail when CI=true."""
     return require_tool("kubectl")
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def dig(obj: Any, path: str, default: Any = None) -> Any:
@@ -86,124 +65,6 @@ def dig(obj: Any, path: str, default: Any = None) -> Any:
 
 class WaitTimeout(AssertionError):
     """A bounded wait ran out, or the operator died while a test waited on it."""
-
-
-class OperatorStartError(RuntimeError):
-    """The operator exited or did not become ready while starting."""
-
-
-# ------------------------------------------------------------------------------------ kubectl
-
-
-class KubectlError(AssertionError):
-    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
-        self.result = result
-        super().__init__(
-            f"`{' '.join(map(str, result.args))}` exited with {result.returncode}\n"
-            f"stdout: {result.stdout.strip()}\nstderr: {result.stderr.strip()}"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Kubectl:
-    """The real kubectl, bound to one kubeconfig and its own discovery cache."""
-
-    binary: str
-    kubeconfig: pathlib.Path
-    cache_dir: pathlib.Path
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [self.binary, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.cache_dir}"]
-        result = subprocess.run(
-            [*argv, *args], input=input, capture_output=True, text=True, timeout=timeout
-        )
-        if check and result.returncode != 0:
-            raise KubectlError(result)
-        return result
-
-    def json(self, *args: str, input: str | None = None, timeout: float = 30) -> Any:
-        return json.loads(self(*args, "-o", "json", input=input, timeout=timeout).stdout)
-
-
-# ----------------------------------------------------------------- the Kubernetes API emulator
-
-
-def install_crd(kubectl: Kubectl) -> None:
-    """The ProxmoxVM CRD, applied and established: what every sandbox API starts with."""
-    kubectl("apply", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=10s")
-
-
-class KubeAPI:
-    """`python -m proxmox_vm_operator.sandbox.kubeapi` as a child process, with the CRD applied.
-
-    `launch()` only spawns the process (call it from the thread that outlives it: the child
-    dies with that thread); `ready()` waits for it to serve and establishes the CRD.
-    """
-
-    def __init__(
-        self, workdir: pathlib.Path, kubectl_binary: str, *, watch_lag: float = 0.0
-    ) -> None:
-        self.workdir = workdir
-        self.kubectl_binary = kubectl_binary
-        self.watch_lag = watch_lag
-        self.kubeconfig = workdir / "kubeconfig"
-        self.log_path = workdir / "kubeapi.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self) -> Self:
-        return self.launch().ready()
-
-    def launch(self) -> Self:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "proxmox_vm_operator.sandbox.kubeapi", "--port", "0"]
-        command += ["--kubeconfig", str(self.kubeconfig)]
-        command += [f"--watch-lag={self.watch_lag:g}"] if self.watch_lag else []
-        with (self.workdir / "kubeapi.url").open("wb") as out, self.log_path.open("ab") as err:
-            self.process = subprocess.Popen(
-                _guarded(command), stdout=out, stderr=err, start_new_session=True
-            )
-        return self
-
-    def ready(self, timeout: float = 20) -> Self:
-        try:
-            url_file, deadline = self.workdir / "kubeapi.url", time.monotonic() + timeout
-            while not (url := url_file.read_text().strip()) or not self.kubeconfig.exists():
-                if self.process is None or self.process.poll() is not None:
-                    raise RuntimeError(f"the Kubernetes API emulator exited:\n{self.log()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Kubernetes API emulator did not start:\n{self.log()}")
-                time.sleep(0.02)
-            self.url = url
-            install_crd(self.kubectl(self.workdir / "kube-cache"))
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self, timeout: float = 10) -> int | None:
-        if self.process is None:
-            return None
-        process, self.process = self.process, None
-        return _terminate(process, timeout)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kubectl(self, cache_dir: pathlib.Path, kubeconfig: pathlib.Path | None = None) -> Kubectl:
-        return Kubectl(self.kubectl_binary, kubeconfig or self.kubeconfig, cache_dir)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def failures(self) -> str:
-        """The emulator's log when it reports a failure of the emulator itself, else ''."""
-        log = self.log()
-        return log if EMULATOR_FAILURE in log else ""
 
 
 class KubeAPIPool:
@@ -220,9 +81,9 @@ class KubeAPIPool:
         self.kubectl_binary = kubectl_binary
         self._count = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kubeapi")
-        self._spare: tuple[KubeAPI, concurrent.futures.Future[KubeAPI]] | None = None
+        self._spare: tuple[KubeAPIProcess, concurrent.futures.Future[KubeAPIProcess]] | None = None
 
-    def take(self, timeout: float = 60) -> KubeAPI:
+    def take(self, timeout: float = 60) -> KubeAPIProcess:
         api, ready = self._spare or self._launch()
         self._spare = self._launch()
         try:
@@ -231,10 +92,11 @@ class KubeAPIPool:
             api.stop()
             raise
 
-    def _launch(self) -> tuple[KubeAPI, concurrent.futures.Future[KubeAPI]]:
+    def _launch(self) -> tuple[KubeAPIProcess, concurrent.futures.Future[KubeAPIProcess]]:
         self._count += 1
-        api = KubeAPI(self.root / f"kubeapi-{self._count}", self.kubectl_binary).launch()
-        return api, self._executor.submit(api.ready)  # spawned here, waited for there
+        api = KubeAPIProcess(self.root / f"kubeapi-{self._count}", self.kubectl_binary).launch()
+        # Spawned here, in the thread it must die with; waited for there.
+        return api, self._executor.submit(api.ready)
 
     def close(self) -> None:
         if self._spare is not None:
@@ -244,290 +106,6 @@ class KubeAPIPool:
                 ready.result(30)
             api.stop()
         self._executor.shutdown(wait=True)
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then SIGKILL to the whole process group once `timeout` has passed."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    _kill_group(process)
-    return process.wait(10)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:  # the group is ours (start_new_session) while its leader lives
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-# ----------------------------------------------------------------- the simulator as a process
-
-
-class SimulatorProcess:
-    """`proxmox-vm-operator simulator` in a process of its own, steered through its HTTP
-    control endpoint (`SimulatorControl`), as a simulator in its own pod would be. Everything
-    a test does to it (faults, outages, ACLs, guests, the clock) crosses that boundary; the
-    control methods and inspection (`requests`, `vm`, ...) are the in-process Simulator's."""
-
-    def __init__(
-        self,
-        workdir: pathlib.Path,
-        *,
-        nodes: Sequence[str],
-        tokens: Mapping[str, str],
-        time_scale: float,
-        pve_version: str | None = None,
-    ) -> None:
-        self.cert_dir = workdir / "simulator-certs"
-        self.log_path = workdir / "simulator.log"
-        self.port, self.control_port = free_ports(2)
-        self.command = [
-            sys.executable, "-m", "proxmox_vm_operator", "simulator",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--nodes", ",".join(nodes), "--time-scale", f"{time_scale:g}",
-            "--cert-dir", str(self.cert_dir), "--control-port", str(self.control_port),
-            *[f"--token={token_id}={secret}" for token_id, secret in tokens.items()],
-            *(["--pve-version", pve_version] if pve_version else []),
-        ]  # fmt: skip
-        self.control = SimulatorControl(f"http://127.0.0.1:{self.control_port}", timeout=30)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def ca_file(self) -> pathlib.Path:
-        return self.cert_dir / "ca.pem"
-
-    def start(self, timeout: float = 30) -> Self:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                _guarded(self.command), stdout=log, stderr=log, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the simulator exited:\n{tail(self.log())}")
-            with contextlib.suppress(OSError, ControlError):
-                self.control.call("refresh_cluster_resources")
-                return self
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"the simulator did not start:\n{tail(self.log())}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _terminate(self.process, 10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for what this class lacks: the control and inspection methods.
-        return getattr(self.control, name)
-
-
-# ------------------------------------------------------------------------------ the operator
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatorLaunch:
-    """What an operator command is built from; the ports are fresh for every start."""
-
-    namespace: str
-    kubeconfig: pathlib.Path
-    metrics_port: int
-    liveness_port: int
-
-
-CommandFactory = Callable[[OperatorLaunch], Sequence[str]]
-
-
-def operator_command(
-    *, stall_after: float = 30, clusterwide: bool = False, extra_args: Sequence[str] = ()
-) -> CommandFactory:
-    """The real operator: `python -m proxmox_vm_operator run ...` for one namespace."""
-
-    def build(launch: OperatorLaunch) -> list[str]:
-        scope = ["-A"] if clusterwide else ["-n", launch.namespace]
-        return [
-            sys.executable, "-m", "proxmox_vm_operator", "run", *scope, "--standalone",
-            "--metrics-port", str(launch.metrics_port),
-            "--liveness-port", str(launch.liveness_port),
-            "--bind-address", "127.0.0.1",
-            "--stall-after", f"{stall_after:g}",
-            *extra_args,
-        ]  # fmt: skip
-
-    return build
-
-
-class OperatorProcess:
-    """The operator as a child process: start, stop (SIGTERM), kill (SIGKILL), logs.
-
-    Every start appends to one log file, after a `--- harness:` line naming the run. With
-    `wait_ready`, `start()` returns once the liveness port accepts connections and raises
-    `OperatorStartError` (with the log tail) if the process exits or is not ready in time.
-    """
-
-    def __init__(
-        self,
-        command: CommandFactory,
-        *,
-        namespace: str,
-        kubeconfig: pathlib.Path,
-        log_path: pathlib.Path,
-        wait_ready: bool = True,
-        ready_timeout: float = 20,
-        stop_timeout: float = 15,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.command_factory = command
-        self.namespace = namespace
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.wait_ready = wait_ready
-        self.ready_timeout = ready_timeout
-        self.stop_timeout = stop_timeout
-        self.env = {**os.environ, **(env or {})}
-        self.env.update(KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.launch: OperatorLaunch | None = None
-        self.command: list[str] = []
-        self.starts = 0
-        self.expected_running = False  # set by start(), cleared by stop() and kill()
-
-    # -- state
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.poll() if self.process else None
-
-    @property
-    def metrics_port(self) -> int:
-        assert self.launch is not None, "the operator was never started"
-        return self.launch.metrics_port
-
-    @property
-    def liveness_port(self) -> int:
-        assert self.launch is not None, "the operator was never started"
-        return self.launch.liveness_port
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def died(self) -> str | None:
-        """Why the operator is down although nobody stopped it; None while that is not so."""
-        if not self.expected_running or self.running or self.process is None:
-            return None
-        return f"the operator (pid {self.process.pid}) exited with code {self.returncode}"
-
-    # -- control
-
-    def start(self) -> Self:
-        if self.running:
-            raise RuntimeError(f"the operator is already running (pid {self.pid})")
-        self.launch = OperatorLaunch(self.namespace, self.kubeconfig, *free_ports(2))
-        self.command = [str(arg) for arg in self.command_factory(self.launch)]
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"--- harness: start #{self.starts}: {shlex.join(self.command)}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                _guarded(self.command),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.log_path.parent,
-                start_new_session=True,
-            )
-        self.expected_running = True
-        if self.wait_ready:
-            self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while not _port_open(self.liveness_port):
-            if not self.running:
-                self.expected_running = False
-                raise OperatorStartError(
-                    f"the operator exited with code {self.returncode} while starting\n"
-                    f"{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise OperatorStartError(
-                    f"the operator's liveness port {self.liveness_port} did not open within "
-                    f"{self.ready_timeout:g} s\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def stop(self, timeout: float | None = None) -> int | None:
-        """SIGTERM and wait; SIGKILL after `timeout` (so -9 means it did not stop in time)."""
-        self.expected_running = False
-        if self.process is None:
-            return None
-        was_running = self.running
-        code = _terminate(self.process, self.stop_timeout if timeout is None else timeout)
-        if was_running:
-            self._note(f"stopped, exit code {code}")
-        return code
-
-    def kill(self) -> int | None:
-        """SIGKILL: a crash, as when the node dies or the OOM killer strikes."""
-        self.expected_running = False
-        if self.process is None:
-            return None
-        was_running = self.running
-        _kill_group(self.process)
-        code = self.process.wait(10)
-        if was_running:
-            self._note(f"killed, exit code {code}")
-        return code
-
-    def restart(self, *, crash: bool = False) -> Self:
-        """Stop gracefully (or kill, with `crash=True`), then start again."""
-        if crash:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
-
-    def wait(self, timeout: float = 30) -> int:
-        """Wait for the operator to exit on its own; its exit code."""
-        assert self.process is not None, "the operator was never started"
-        code = self.process.wait(timeout)
-        self.expected_running = False
-        return code
-
-    def _note(self, text: str) -> None:
-        with self.log_path.open("a") as log:
-            log.write(f"--- harness: {text}\n")
-
-    # -- logs
-
-    def log_text(self) -> str:
-        """Everything every run of the operator printed, stdout and stderr interleaved."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return f"--- operator log (last {lines} lines) ---\n{tail(self.log_text(), lines)}"
 
 
 # ----------------------------------------------------------------------------------- sandbox
@@ -573,17 +151,20 @@ class SandboxOptions:
 class Cluster:
     """One test's sandbox: an emulator with a namespace and Secret, a simulator, an operator.
 
-    It owns `api` (already started, the CRD established) and stops it on close.
+    It owns `api` (already started, the CRD established) and stops it on close. The emulator
+    comes from a pool that does not know the test's namespace, so the Cluster writes its own
+    kubeconfig with that namespace as the default.
     """
 
-    def __init__(self, api: KubeAPI, workdir: pathlib.Path, options: SandboxOptions) -> None:
+    def __init__(self, api: KubeAPIProcess, workdir: pathlib.Path, options: SandboxOptions) -> None:
         self.api = api
         self.workdir = workdir
         self.options = options
+        self.credentials = Credentials(options.namespace, SECRET_NAME, TOKEN_ID)
         self.namespace = options.namespace
         self.secret_name = SECRET_NAME
         self.token_id = TOKEN_ID
-        self.token_secret = secrets.token_urlsafe(24)
+        self.token_secret = self.credentials.token_secret
         self.kubeconfig = write_kubeconfig(workdir / "kubeconfig", api.url, self.namespace)
         self.kubectl = api.kubectl(workdir / "kube-cache", self.kubeconfig)
         self.sim: Any
@@ -594,14 +175,14 @@ class Cluster:
             self.sim = SimulatorProcess(
                 workdir,
                 nodes=list(options.nodes),
-                tokens={self.token_id: self.token_secret},
+                tokens=self.credentials.tokens,
                 time_scale=options.time_scale,
                 pve_version=options.simulator.get("pve_version"),
             )
         else:
             self.sim = Simulator(
                 nodes=list(options.nodes),
-                tokens={self.token_id: self.token_secret},
+                tokens=self.credentials.tokens,
                 time_scale=options.time_scale,
                 **options.simulator,
             )
@@ -613,6 +194,7 @@ class Cluster:
             log_path=workdir / "operator.log",
             wait_ready=options.operator_command is None if wait_ready is None else wait_ready,
             env=options.operator_env,
+            cwd=workdir,
         )
 
     def __enter__(self) -> Self:
@@ -630,34 +212,14 @@ class Cluster:
         self.close()
 
     def close(self) -> None:
-        """The operator first (it must not see the rest vanish), then the emulator, simulator."""
-        try:
-            self.operator.stop()
-        finally:
-            try:
-                self.api.stop()
-            finally:
-                self.sim.stop()
+        stop_all(self.operator, self.api, self.sim)
 
     def emulator_failures(self) -> str:
         return self.api.failures()
 
     def _namespace_and_secret(self) -> str:
-        data = {
-            "endpoint": self.sim.endpoint,
-            "tokenId": self.token_id,
-            "tokenSecret": self.token_secret,
-            "caCert": self.sim.ca_file.read_text(),
-        }
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": self.secret_name, "namespace": self.namespace},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        }
-        return yaml.safe_dump_all([namespace, secret])
+        # fault_matrix.py restores a deleted Secret with this too.
+        return self.credentials.manifests(self.sim.endpoint, self.sim.ca_file.read_text())
 
     # -- ProxmoxVM objects
 
@@ -671,17 +233,11 @@ class Cluster:
         labels: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """A ProxmoxVM on node pve1 using the sandbox Secret; `spec` adds or overrides keys."""
-        metadata: dict[str, Any] = {"name": name, "namespace": self.namespace}
+        metadata: dict[str, Any] = {}
         metadata.update({"finalizers": list(finalizers)} if finalizers else {})
         metadata.update({"annotations": dict(annotations)} if annotations else {})
         metadata.update({"labels": dict(labels)} if labels else {})
-        base = {"connectionRef": {"name": self.secret_name}, "node": "pve1"}
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "ProxmoxVM",
-            "metadata": metadata,
-            "spec": {**base, **(spec or {})},
-        }
+        return self.credentials.proxmoxvm(name, {"node": "pve1", **(spec or {})}, **metadata)
 
     def apply(self, *manifests: Mapping[str, Any]) -> list[dict[str, Any]]:
         """`kubectl apply` the manifests; the objects as the server stored them."""
@@ -782,9 +338,9 @@ class Cluster:
             result = self.kubectl(*args, check=False, timeout=10)
             yield f"sandbox {title} ({self.namespace})", result.stdout + result.stderr
         yield "sandbox operator log", tail(self.operator.log_text(), 200)
-        if isinstance(self.sim, SimulatorProcess) and (sim_log := self.sim.log()):
+        if isinstance(self.sim, SimulatorProcess) and (sim_log := self.sim.log_text()):
             yield "sandbox simulator log", tail(sim_log, 60)
-        if api_log := self.api.log():
+        if api_log := self.api.log_text():
             yield "sandbox Kubernetes API emulator log", tail(api_log, 100)
 
 
@@ -794,16 +350,22 @@ def _yaml_docs(docs: Sequence[Mapping[str, Any]]) -> str:
 
 __all__ = [
     "FINALIZER",
+    "REPO",
     "Cluster",
-    "KubeAPI",
+    "CommandFactory",
+    "KubeAPIPool",
+    "KubeAPIProcess",
     "Kubectl",
     "KubectlError",
     "OperatorLaunch",
     "OperatorProcess",
-    "OperatorStartError",
     "SandboxOptions",
+    "SimulatorProcess",
+    "StartError",
     "WaitTimeout",
     "dig",
+    "free_ports",
+    "install_crd",
     "kubectl_binary",
     "operator_command",
 ]

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -18,12 +19,13 @@ import yaml
 from .harness import (
     FINALIZER,
     Cluster,
-    KubeAPI,
     KubeAPIPool,
+    KubeAPIProcess,
     KubectlError,
     OperatorLaunch,
-    OperatorStartError,
     SandboxOptions,
+    SimulatorProcess,
+    StartError,
     WaitTimeout,
     dig,
     kubectl_binary,
@@ -302,8 +304,8 @@ def test_operator_process_is_killed_restarted_and_logged(cluster: Cluster) -> No
     assert operator.stop() == -signal.SIGTERM
     assert not operator.running
 
-    harness_lines = [line for line in operator.log_text().splitlines() if "--- harness" in line]
-    assert [line.split(":")[1] for line in harness_lines] == [
+    notes = [line for line in operator.log_text().splitlines() if "--- sandbox" in line]
+    assert [line.split(":")[1] for line in notes] == [
         " start #1", " killed, exit code -9", " start #2", " stopped, exit code -15",
         " start #3", " stopped, exit code -15",
     ]  # fmt: skip
@@ -336,7 +338,7 @@ def test_start_waits_for_the_liveness_port(cluster: Cluster) -> None:
     wait_ready=True,
 )
 def test_start_reports_an_operator_that_exits_while_starting(cluster: Cluster) -> None:
-    with pytest.raises(OperatorStartError, match=r"(?s)exited with code 2 while starting.*boom"):
+    with pytest.raises(StartError, match=r"(?s)exited with code 2 while starting.*boom"):
         cluster.operator.start()
     assert not cluster.operator.running and cluster.operator.died() is None
 
@@ -357,7 +359,7 @@ def test_real_operator_command_watches_only_the_test_namespace(tmp_path: pathlib
 
 
 def test_teardown_stops_operator_emulator_and_simulator(
-    kube_api: KubeAPI, tmp_path: pathlib.Path
+    kube_api: KubeAPIProcess, tmp_path: pathlib.Path
 ) -> None:
     options = SandboxOptions(operator_command=SLEEPER)
     with Cluster(kube_api, tmp_path, options) as sandbox:
@@ -419,3 +421,28 @@ def test_missing_kubectl_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.Mon
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         kubectl_binary()
+
+
+def test_a_simulator_whose_port_was_taken_meanwhile_starts_on_new_ones(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Ports are free when chosen, but another process may bind one first."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    try:
+        simulator = SimulatorProcess(
+            tmp_path, nodes=["pve1"], tokens={"root@pam!op": "s3cret"}, time_scale=1
+        )
+        taken = squatter.getsockname()[1]
+        simulator.control_port = taken  # as if someone took it between choice and bind
+        simulator.command[simulator.command.index("--control-port") + 1] = str(taken)
+        simulator.start()
+        try:
+            assert simulator.control_port != taken
+            assert simulator.running
+            assert "Address already in use" in simulator.log_text()
+        finally:
+            simulator.stop()
+    finally:
+        squatter.close()

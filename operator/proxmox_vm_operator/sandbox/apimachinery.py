@@ -1,7 +1,7 @@
 """Kubernetes API conventions that need no server state: errors, selectors, patches, names.
 
 Each function does what kube-apiserver does with the same input, as far as kopf, kubectl and the
-`kubernetes` client depend on it (see /work/shared/research/k8s-testing.md §5).
+`kubernetes` client depend on it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Child processes of the demo: each in a process group of its own, stopped as a group.
+"""Child processes of the sandbox: each in a process group of its own, stopped as a group.
 
-Their own group keeps a Ctrl-C on the terminal from reaching them before the demo has
-decided the order they stop in (the operator first, so it never sees its API vanish). On
-Linux they also die with the demo if it is killed outright (SIGKILL, an OOM kill): the
-launcher sets PR_SET_PDEATHSIG (1) to SIGKILL (9), which survives the exec; the parent pid
-check closes the race with a parent that died before prctl ran. A plain ``preexec_fn`` would
-do the same, but it is unsafe in a process with threads, and the simulator runs in one.
+Their own group keeps a Ctrl-C on the terminal from reaching them before the demo (or a test's
+teardown) has decided the order they stop in: the operator first, so it never sees its API
+vanish. On Linux they also die with the thread that started them if it is killed outright
+(SIGKILL, an OOM kill, pytest-timeout): the launcher sets PR_SET_PDEATHSIG (1) to SIGKILL (9),
+which survives the exec; the parent pid check closes the race with a parent that died before
+prctl ran. A plain ``preexec_fn`` would do the same, but it is unsafe in a process with
+threads, and the in-process simulator runs in one.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ def spawn(
     log: pathlib.Path,
     stdout: pathlib.Path | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: pathlib.Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a new session; stderr (and stdout unless given) go to ``log``."""
+    """Start ``command`` in a new session; stderr (and stdout unless given) go to ``log``.
+
+    ``log`` is appended to, so a restarted child keeps its earlier runs' output; ``stdout``
+    is truncated (it carries one answer, such as the emulator's URL).
+    """
     argv = list(command)
     if sys.platform == "linux":
         argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
@@ -47,6 +53,7 @@ def spawn(
             stdout=out,
             stderr=err,
             env=None if env is None else dict(env),
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -59,6 +66,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float) -> int:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:
             _signal_group(process, signal.SIGKILL)
+    return process.wait()
+
+
+def kill(process: subprocess.Popen[bytes]) -> int:
+    """SIGKILL to the group at once (a crash, as when a node dies); the exit code."""
+    if process.poll() is None:
+        _signal_group(process, signal.SIGKILL)
     return process.wait()
 
 
@@ -76,3 +90,10 @@ def free_ports(count: int) -> list[int]:
         for s in sockets:
             s.bind(("127.0.0.1", 0))
         return [int(s.getsockname()[1]) for s in sockets]
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on the loopback ``port`` right now."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False

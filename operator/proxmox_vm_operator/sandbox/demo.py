@@ -16,34 +16,39 @@ Each act checks its own claims (see expectations.py); the exit code says whether
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import importlib.util
 import json
-import os
 import pathlib
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO, TypeVar
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from ..crd import render_crd
 from ..simulator import GuestBehaviour, Simulator, Timings, Unreachable
-from . import children, expectations
+from . import expectations
 from .expectations import ActRecord, Check, ProxmoxCall
+from .stack import (
+    Child,
+    Credentials,
+    KubeAPIProcess,
+    KubectlError,
+    OperatorProcess,
+    Sample,
+    StartError,
+    operator_command,
+    stop_all,
+    tail,
+)
 from .timeline import Timeline
 
 T = TypeVar("T")
@@ -52,8 +57,6 @@ NAMESPACE = "demo"
 SECRET_NAME = "pve-sandbox"  # noqa: S105 - the name of a Secret, not a secret
 TOKEN_ID = "root@pam!demo"  # noqa: S105 - the id; the secret is random
 NODE = "pve1"
-CRD_NAME = "proxmoxvms.proxmox.vmop.dev"
-API_VERSION = "proxmox.vmop.dev/v1alpha1"
 STALL_AFTER = 5  # the operator's --stall-after: 600 s in production, 5 s for the story
 SHUTDOWN_TIMEOUT = 5
 RELEASED_WITHIN = 15.0  # act 1: "in seconds"; a graceful wait on this guest never ends
@@ -67,7 +70,7 @@ ACT_TIMEOUT = 45.0
 POLL_INTERVAL = 0.25
 # The timeline follows these; Ready, Reconciling and Stalled only echo them during a destroy.
 DESTROY_CONDITIONS = ("Deleting", "DeletionStalled")
-OPERATOR_LOG, EMULATOR_LOG = "operator.log", "kubeapi.log"
+OPERATOR_LOG = "operator.log"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,18 +150,6 @@ class Signals:
 # ---------------------------------------------------------------------------------- sandbox
 
 
-def _first_line(path: pathlib.Path) -> str:
-    """The file's first line once it is whole, else ''."""
-    text = path.read_text() if path.exists() else ""
-    return text.partition("\n")[0] if "\n" in text else ""
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
 def find_condition(vm: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     for entry in vm.get("status", {}).get("conditions") or []:
         if entry.get("type") == type_:
@@ -166,9 +157,8 @@ def find_condition(vm: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     return {}
 
 
-def vm_manifest(sample: SampleVM) -> dict[str, Any]:
+def vm_spec(sample: SampleVM) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "connectionRef": {"name": SECRET_NAME},
         "node": NODE,
         "vmid": sample.vmid,
         "cores": 1,
@@ -178,25 +168,16 @@ def vm_manifest(sample: SampleVM) -> dict[str, Any]:
     }
     if sample.destroy is not None:
         spec["destroy"] = dict(sample.destroy)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ProxmoxVM",
-        "metadata": {"name": sample.name, "namespace": NAMESPACE},
-        "spec": spec,
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
+    return spec
 
 
 class Sandbox:
-    """The simulator, the emulator and the operator: started in that order, stopped in reverse.
+    """The simulator, the emulator and the operator (the same stack as the e2e tests'),
+    started in that order and stopped in reverse, and the story's view of them: kubectl that
+    heeds the signals, waits with a spinner, failures as `StoryError`.
 
-    Everything lives in ``workdir``: the kubeconfig, the simulator's CA, the logs.
+    The simulator runs in this process, so the acts can inject faults into it and read its
+    request log. Everything lives in ``workdir``: the kubeconfig, the simulator's CA, the logs.
     """
 
     def __init__(
@@ -205,24 +186,28 @@ class Sandbox:
         self.workdir = workdir
         self.timeline = timeline
         self.signals = signals
-        self.kubectl_binary = kubectl_binary
-        self.kubeconfig = workdir / "kubeconfig"
-        self.operator_log = workdir / OPERATOR_LOG
-        self.emulator_log = workdir / EMULATOR_LOG
-        self.token_secret = secrets.token_urlsafe(24)
+        self.credentials = Credentials(NAMESPACE, SECRET_NAME, TOKEN_ID)
         self.sim = Simulator(
             nodes=[NODE],
-            tokens={TOKEN_ID: self.token_secret},
+            tokens=self.credentials.tokens,
             cert_dir=workdir / "pve",
             timings=TIMINGS,
         )
-        self.metrics_port, self.liveness_port = children.free_ports(2)
-        self.emulator: subprocess.Popen[bytes] | None = None
-        self.operator: subprocess.Popen[bytes] | None = None
+        # The kubeconfig defaults to the story's namespace: --keep-running hands it to the user.
+        self.api = KubeAPIProcess(workdir, kubectl_binary, namespace=NAMESPACE, stop_timeout=5)
+        self.operator = OperatorProcess(
+            operator_command(stall_after=STALL_AFTER, clusterwide=True),
+            namespace=NAMESPACE,
+            kubeconfig=self.api.kubeconfig,
+            log_path=workdir / OPERATOR_LOG,
+            ready_timeout=START_TIMEOUT,
+            stop_timeout=10,
+        )
+        self.kube = self.api.kubectl(workdir / "kube-cache")
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return self.operator.metrics_url
 
     # -- lifecycle
 
@@ -230,64 +215,35 @@ class Sandbox:
         mark = self.timeline.mark
         self.sim.start()
         mark(f"Proxmox VE simulator: {self.sim.endpoint} (node {NODE}, API token {TOKEN_ID})")
-        url = self._start_emulator()
-        mark(f"Kubernetes API emulator: {url}, ProxmoxVM CRD established")
-        self._start_operator()
+        with self._starting():
+            self.api.start(START_TIMEOUT, pause=self._pause)
+        mark(f"Kubernetes API emulator: {self.api.url}, ProxmoxVM CRD established")
+        with self._starting():
+            self.operator.start(pause=self._pause)
         mark(f"operator running: --stall-after {STALL_AFTER}, metrics on {self.metrics_url}")
-        samples = yaml.safe_dump_all([vm_manifest(s) for s in SAMPLES], sort_keys=False)
+        manifests = [self.credentials.proxmoxvm(s.name, vm_spec(s)) for s in SAMPLES]
+        samples = yaml.safe_dump_all(manifests, sort_keys=False)
         (self.workdir / "samples.yaml").write_text(samples)
-        self.kubectl("apply", "-f", "-", input=self._namespace_and_secret() + "---\n" + samples)
+        credentials = self.credentials.manifests(self.sim.endpoint, self.sim.ca_file.read_text())
+        self.kubectl("apply", "-f", "-", input=credentials + "---\n" + samples)
         mark(
             f"$ kubectl apply -f -   # namespace {NAMESPACE}, Secret {SECRET_NAME}, "
             f"ProxmoxVMs {', '.join(s.name for s in SAMPLES)}"
         )
         self._wait_ready()
 
-    def _start_emulator(self) -> str:
-        url_file = self.workdir / "kubeapi.url"
-        command = [sys.executable, "-m", "proxmox_vm_operator.sandbox.kubeapi", "--port", "0"]
-        command += ["--kubeconfig", str(self.kubeconfig), "--namespace", NAMESPACE]
-        self.emulator = children.spawn(command, log=self.emulator_log, stdout=url_file)
-        # The emulator writes the kubeconfig, then prints its URL: no event to await.
-        url = self.wait_for(
-            "the Kubernetes API emulator", lambda: _first_line(url_file), START_TIMEOUT
-        )
-        self.kubectl("apply", "-f", "-", input=render_crd())
-        self.kubectl("wait", "--for=condition=established", f"crd/{CRD_NAME}", "--timeout=20s")
-        return url
-
-    def _start_operator(self) -> None:
-        command = [
-            sys.executable, "-m", "proxmox_vm_operator", "run", "-A", "--standalone",
-            "--metrics-port", str(self.metrics_port),
-            "--liveness-port", str(self.liveness_port),
-            "--bind-address", "127.0.0.1",
-            "--stall-after", str(STALL_AFTER),
-        ]  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        self.operator = children.spawn(command, log=self.operator_log, env=env)
-        self.wait_for(
-            "the operator's liveness endpoint",
-            lambda: _port_open(self.liveness_port),
-            START_TIMEOUT,
-        )
-
-    def _namespace_and_secret(self) -> str:
-        data = {
-            "endpoint": self.sim.endpoint,
-            "tokenId": TOKEN_ID,
-            "tokenSecret": self.token_secret,
-            "caCert": self.sim.ca_file.read_text(),
-        }
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": SECRET_NAME, "namespace": NAMESPACE},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        }
-        return yaml.safe_dump_all([namespace, secret])
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        """A part of the stack starts at a safe point; if it fails, the story ends."""
+        self.signals.check()
+        try:
+            yield
+        except (StartError, KubectlError) as error:
+            # Ctrl-C on a terminal interrupts kubectl too: that is the signal, not a failure.
+            self.signals.check()
+            raise StoryError(error.summary) from error
+        except subprocess.TimeoutExpired as error:
+            raise StoryError(f"kubectl did not return in {error.timeout:g} s") from error
 
     def _wait_ready(self) -> None:
         ready: set[str] = set()
@@ -306,16 +262,7 @@ class Sandbox:
         self.wait_for("the sample VMs to be Ready", all_ready, READY_TIMEOUT)
 
     def close(self) -> None:
-        """The operator first (it must not see the rest vanish), then the emulator, simulator."""
-        try:
-            if self.operator is not None:
-                children.stop(self.operator, timeout=10)
-        finally:
-            try:
-                if self.emulator is not None:
-                    children.stop(self.emulator, timeout=5)
-            finally:
-                self.sim.stop()
+        stop_all(self.operator, self.api, self.sim)
 
     # -- waiting
 
@@ -326,51 +273,37 @@ class Sandbox:
             self.signals.check()
             if value := condition():
                 return value
-            for name, process in (("emulator", self.emulator), ("operator", self.operator)):
-                if process is not None and process.poll() is not None:
-                    raise StoryError(f"the {name} exited with code {process.returncode}")
+            for child in (self.api, self.operator):
+                if child.returncode is not None:
+                    raise StoryError(f"the {child.name} exited with code {child.returncode}")
             if time.monotonic() > deadline:
                 raise StoryError(f"waited {timeout:g} s for {what} in vain")
-            self.timeline.waiting(f"waiting for {what}")
-            self.signals.sleep(POLL_INTERVAL)
+            self._pause(what)
+
+    def _pause(self, what: str) -> None:
+        """Between two polls: the spinner, and a safe point for the signals."""
+        self.timeline.waiting(f"waiting for {what}")
+        self.signals.sleep(POLL_INTERVAL)
 
     # -- kubectl and /metrics
-
-    def _kubectl_argv(self, args: tuple[str, ...]) -> list[str]:
-        cache = f"--cache-dir={self.workdir / 'kube-cache'}"
-        return [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", cache, *args]
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         self.signals.check()
         try:
-            result = subprocess.run(  # noqa: S603 - an argument list, no shell
-                self._kubectl_argv(args), input=input, capture_output=True, text=True, timeout=30
-            )
+            result = self.kube(*args, input=input, check=check)
         except subprocess.TimeoutExpired as exc:
             raise StoryError(f"`kubectl {' '.join(args)}` did not return in 30 s") from exc
-        # Ctrl-C on a terminal interrupts kubectl too: that is the signal, not a failure.
+        except KubectlError as error:
+            # Ctrl-C on a terminal interrupts kubectl too: that is the signal, not a failure.
+            self.signals.check()
+            raise StoryError(error.summary) from error
         self.signals.check()
-        if check and result.returncode != 0:
-            raise StoryError(f"`kubectl {' '.join(args)}` failed: {result.stderr.strip()}")
         return result
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    @contextlib.contextmanager
-    def kubectl_running(self, *args: str) -> Iterator[subprocess.Popen[str]]:
-        """kubectl in the background (a blocking `kubectl delete`), killed if still running."""
-        process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
-            self._kubectl_argv(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
 
     def get_vm(self, name: str) -> dict[str, Any] | None:
         result = self.kubectl("get", "proxmoxvm", name, "-o", "json", check=False)
@@ -390,16 +323,9 @@ class Sandbox:
     def metrics(self) -> list[Sample]:
         """The operator's proxmoxvm_* samples, as Prometheus scrapes them."""
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=5) as reply:  # noqa: S310
-                text = reply.read().decode()
+            return self.operator.scrape()
         except OSError as exc:
             raise StoryError(f"could not read {self.metrics_url}: {exc}") from exc
-        return [
-            Sample(sample.name, dict(sample.labels), sample.value)
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name.startswith("proxmoxvm_")
-        ]
 
     def metric(self, name: str, **labels: str) -> float | None:
         """One sample's value; None when the operator does not export it."""
@@ -540,7 +466,7 @@ def show_conditions(sandbox: Sandbox, name: str) -> None:
 def delete_and_follow(sandbox: Sandbox, sample: SampleVM, watch: Watch) -> ActRecord:
     """`kubectl delete` (which waits for the object to go), followed until both are done."""
     name = sample.name
-    with sandbox.kubectl_running("delete", "proxmoxvm", name, "--timeout=60s") as deleting:
+    with sandbox.kube.background("delete", "proxmoxvm", name, "--timeout=60s") as deleting:
         sandbox.timeline.mark(f"$ kubectl delete proxmoxvm {name}")
         watch.follow("kubectl delete", deleting)
         watch.until(f"{name} to be released", lambda: watch.done)
@@ -675,13 +601,13 @@ def where_to_look_next(sandbox: Sandbox, options: DemoOptions) -> None:
 def keep_running(sandbox: Sandbox) -> None:
     timeline = sandbox.timeline
     timeline.section("The sandbox keeps running (--keep-running): Ctrl-C stops it")
-    timeline.say(f"export KUBECONFIG={sandbox.kubeconfig}")
+    timeline.say(f"export KUBECONFIG={sandbox.api.kubeconfig}")
     timeline.say("kubectl get proxmoxvms")
     timeline.say(f"kubectl apply -f {sandbox.workdir / 'samples.yaml'}   # the three VMs again")
     timeline.say(f"kubectl delete proxmoxvm {INSTALLER.name}")
     timeline.say(f"kubectl describe proxmoxvm {WEB.name}")
     timeline.say(f"curl -s {sandbox.metrics_url} | grep ^proxmoxvm_")
-    timeline.say(f"operator log: {sandbox.operator_log}")
+    timeline.say(f"operator log: {sandbox.operator.log_path}")
     sandbox.signals.pause()
     timeline.say("stopping the sandbox")
 
@@ -737,13 +663,14 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
             summary = f"{len(failed)} of {len(checks)} checks FAILED" if failed else held
             timeline.section(f"{summary}, in {time.monotonic() - started:.0f} s")
             if failed:
-                show_log_tail(timeline, sandbox.operator_log)
+                show_log_tail(timeline, sandbox.operator)
             if options.keep_running:
                 keep_running(sandbox)
         except StoryError as error:
             timeline.section(f"The story stopped: {error}")
-            show_log_tail(timeline, workdir / OPERATOR_LOG)
-            show_log_tail(timeline, workdir / EMULATOR_LOG)
+            if sandbox is not None:
+                show_log_tail(timeline, sandbox.operator)
+                show_log_tail(timeline, sandbox.api)
         except Interrupted as stop:
             timeline.section(f"{stop}: stopping the sandbox")
             code = 128 + stop.signum
@@ -757,7 +684,6 @@ def run(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     return code
 
 
-def show_log_tail(timeline: Timeline, path: pathlib.Path, lines: int = 40) -> None:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    timeline.say(f"{path.name}, last {lines} lines:")
-    timeline.block("\n".join(text.splitlines()[-lines:]) or "(empty)", indent=4)
+def show_log_tail(timeline: Timeline, child: Child, lines: int = 40) -> None:
+    timeline.say(f"{child.log_path.name}, last {lines} lines:")
+    timeline.block(tail(child.log_text(), lines) or "(empty)", indent=4)

@@ -1,9 +1,11 @@
 """The stateful layer over kmock 0.8: objects, resourceVersions, finalizers, watches, CRDs.
 
 kmock's KubernetesScaffold parses requests, serves discovery and renders errors; kmock's own
-KubernetesEmulator lacks most apiserver rules (research/k8s-testing.md §2), so this handler
-keeps its own store and answers every request for a resource from a low-priority fallback.
-kmock reactions (``emulator['patch'] << 500``) still take precedence, e.g. to inject faults.
+KubernetesEmulator lacks most apiserver rules (no resourceVersion, uid or generation, no
+watch from a resourceVersion, no selectors, no PUT, a 500 where a JSON-patch test fails, CRDs
+stored but never served), so this handler keeps its own store and answers every request for
+a resource from a low-priority fallback. kmock reactions (``emulator['patch'] << 500``) still
+take precedence, e.g. to inject faults.
 """
 
 from __future__ import annotations

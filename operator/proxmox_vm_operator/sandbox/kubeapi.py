@@ -1,7 +1,8 @@
 """A Kubernetes API emulator for tests and the sandbox demo: kmock 0.8 plus apiserver's rules.
 
-No real kube-apiserver can run on the project's machines (research/k8s-testing.md §1), so this
-is the most real API there is. Three ways to serve it:
+No real kube-apiserver can run on the project's machines (no package registry they reach ships
+one, and there is no container engine to run one in), so this is the most real API there is.
+Three ways to serve it:
 
 * in the caller's event loop: ``async with serve() as (emulator, url): ...``;
 * from its own thread and loop, for synchronous tests and ``kopf.testing.KopfRunner``:
