@@ -90,9 +90,9 @@ def _post(body: kopf.Body, events: list[Event]) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-def _write_status(patch: kopf.Patch, status: StatusPatch) -> None:
-    """The pass's typed status patch, as the merge patch kopf sends."""
-    for key, value in status.to_merge_patch().items():
+def _write_status(body: kopf.Body, patch: kopf.Patch, status: StatusPatch) -> None:
+    """The pass's typed status patch, as the merge patch kopf sends: only what changed."""
+    for key, value in status.to_merge_patch(dict(body.status)).items():
         patch.status[key] = value
 
 
@@ -116,7 +116,7 @@ async def _reconcile(
     )
     result = await runtime.reconciler.run_pass(request, _now())
     metrics.reconciles.labels(result.progress.value).inc()
-    _write_status(patch, result.status)
+    _write_status(body, patch, result.status)
     _post(body, result.events)
     if result.retry_after is not None and raise_to_retry:
         raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
@@ -169,7 +169,7 @@ async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> No
     runtime: Runtime = memo.runtime
     result = await runtime.destroyer.run_pass(destroy_request(body), _now())
     _post(body, result.events)
-    _write_status(patch, result.status)
+    _write_status(body, patch, result.status)
     if result.error is not None:
         metrics.destroy_errors.labels(result.error.value).inc()
     if result.fallback:

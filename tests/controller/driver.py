@@ -307,7 +307,9 @@ class Driver:
         """The pass's status patch, applied as the API server applies kopf's patch: an RFC
         7386 merge patch, where an omitted field is kept and only an explicit null clears one.
         The rest of a pass is lost."""
-        destroy.obj["status"] = merge_patch(destroy.status, result.status.to_merge_patch())
+        destroy.obj["status"] = merge_patch(
+            destroy.status, result.status.to_merge_patch(destroy.status)
+        )
         return destroy.record
 
     async def run(

@@ -181,7 +181,7 @@ class Lab:
             status=copy.deepcopy(vm.status),
         )
         result = await self.runtime.reconciler.run_pass(request, self.now())
-        merge_patch(vm.status, result.status.to_merge_patch())
+        merge_patch(vm.status, result.status.to_merge_patch(vm.status))
         return result
 
     async def reconcile_until(self, vm: VM, done: Callable[[VM], bool]) -> None:
@@ -219,7 +219,7 @@ class Lab:
         body = kopf.Body(cast(kopf.RawBody, vm.manifest()))
         request = handlers.destroy_request(body)
         result = await self.runtime.destroyer.run_pass(request, self.now())
-        merge_patch(vm.status, result.status.to_merge_patch())
+        merge_patch(vm.status, result.status.to_merge_patch(vm.status))
         return result
 
     async def destroy_until(self, vm: VM, done: Callable[[DestroyPass], bool]) -> None:

@@ -132,7 +132,7 @@ class Driver:
         )
         now = self.now
         result = await self.reconciler.run_pass(request, now)
-        merge_patch(self.status, result.status.to_merge_patch())
+        merge_patch(self.status, result.status.to_merge_patch(self.status))
         self.events.extend(result.events)
         self.attempt = 0 if result.retry_after is None else self.attempt + 1
         record = PassRecord(

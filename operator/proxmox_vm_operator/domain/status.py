@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -66,15 +66,22 @@ class StatusPatch:
         }
         return dataclasses.replace(self, **changes)
 
-    def to_merge_patch(self) -> dict[str, object]:
-        """The JSON merge patch for ``.status``, keyed as the CRD names the fields."""
+    def to_merge_patch(self, current: Mapping[str, object] | None = None) -> dict[str, object]:
+        """The JSON merge patch for ``.status``, keyed as the CRD names the fields.
+
+        Given the ``current`` status, a field it already holds as the patch would set it is
+        left out, and so is clearing a field it does not have: a pass that changes nothing
+        writes nothing (an idle object costs the API server no write per drift check)."""
         patch: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is KEEP:
                 continue
             key = ProxmoxVMStatus.model_fields[f.name].alias or f.name
-            patch[key] = _json(value)
+            rendered = _json(value)
+            if current is not None and current.get(key) == rendered:
+                continue  # also None for a field that is absent: nothing to clear
+            patch[key] = rendered
         return patch
 
 
