@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo generate clean
+.PHONY: test lint typecheck unit demo generate clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,6 +31,16 @@ test: lint typecheck unit
 DEMO_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/proxmox-vm-operator demo $(DEMO_ARGS)
+
+# The benchmark (docs/benchmarks.md): the operator, the simulator and the Kubernetes API
+# emulator as processes, timed; not part of `make test`. Writes bench-results/report.{md,json}.
+# BENCH_ARGS: e.g. --only bulk --sizes 50 --nodes 4, or --operator-rev HEAD.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 # Files generated from code; tests fail when a committed copy is stale.
 generate: $(STAMP)
