@@ -126,7 +126,9 @@ def _run(args: argparse.Namespace) -> int:
     from .controller.budget import TaskBudget
     from .controller.connections import ClientPool
     from .controller.destroyer import Destroyer
+    from .controller.pace import Pace
     from .controller.reconciler import Reconciler
+    from .proxmox.tasks import TaskWaiter
 
     if args.namespace and args.all_namespaces:
         print("use either -n/--namespace or -A/--all-namespaces", file=sys.stderr)
@@ -143,11 +145,13 @@ def _run(args: argparse.Namespace) -> int:
     settings.posting.reporting_component = "proxmox-vm-operator"
     settings.posting.reporting_instance = os.environ.get("POD_ID") or socket.gethostname()
 
-    pool = ClientPool(observer=metrics.observe_api_call)
+    pool = ClientPool(observer=metrics.observe_api_call, reread_after=args.secret_reread_seconds)
     budget = TaskBudget(args.max_tasks_per_node)  # shared: one limit per node for all work
+    pace = Pace.operator()
+    waiter = TaskWaiter()  # shared: what it learns of task lengths serves every object
     runtime = handlers.Runtime(
-        reconciler=Reconciler(pool, budget),
-        destroyer=Destroyer(pool, budget, stall_after=args.stall_after),
+        reconciler=Reconciler(pool, budget, pace=pace, waiter=waiter),
+        destroyer=Destroyer(pool, budget, stall_after=args.stall_after, pace=pace, waiter=waiter),
         tracker=metrics.DestroyTracker(),
     )
     prometheus_client.start_http_server(args.metrics_port, addr=args.bind_address)
@@ -245,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="most Proxmox tasks the operator keeps in flight on one node",
+    )
+    run.add_argument(
+        "--secret-reread-seconds",
+        type=float,
+        default=60.0,
+        help="how long a credentials Secret, once read, is used without reading it again "
+        "(a 401 from Proxmox reads it again at once); 0 reads it on every pass",
     )
     run.add_argument(
         "--standalone",

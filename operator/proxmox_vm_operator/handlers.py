@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +20,11 @@ import kopf
 
 from . import kube, metrics
 from .controller.destroyer import Destroyer, DestroyRequest
+from .controller.pace import Checkpoint
 from .controller.reconciler import Reconciler, ReconcileRequest
 from .domain.destroy import Outcome, destroy_progress
 from .domain.model import FINALIZER, GROUP, PLURAL, VERSION, DestroyMode, Phase, parse_time
-from .domain.status import Event, StatusPatch
+from .domain.status import Event, StatusPatch, apply_merge_patch
 
 DRIFT_CHECK_SECONDS = 60.0
 # The operator's own registry: kopf's default one is process-global and replaceable.
@@ -85,15 +86,39 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _post(body: kopf.Body, events: list[Event]) -> None:
+def _post(body: kopf.Body, events: Sequence[Event]) -> None:
     for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-def _write_status(body: kopf.Body, patch: kopf.Patch, status: StatusPatch) -> None:
-    """The pass's typed status patch, as the merge patch kopf sends: only what changed."""
-    for key, value in status.to_merge_patch(dict(body.status)).items():
+def _write_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: StatusPatch,
+    current: Mapping[str, Any] | None = None,
+) -> None:
+    """The pass's typed status patch, as the merge patch kopf sends: only what changed since
+    ``current`` (the status as the API server holds it; the event's copy by default)."""
+    base = dict(body.status) if current is None else current
+    for key, value in status.to_merge_patch(base).items():
         patch.status[key] = value
+
+
+def _checkpoint(body: kopf.Body, tracker: metrics.DestroyTracker | None = None) -> Checkpoint:
+    """What a pass writes before it waits: the status now, and the events so far. With a
+    ``tracker``, the destroy gauges follow what was written at once: the watch event of the
+    write reaches this object's handlers only once the pass is over."""
+    namespace, name = str(body.metadata.namespace), str(body.metadata.name)
+    status: dict[str, object] = dict(body.status)
+
+    async def write_status(patch: dict[str, object]) -> None:
+        nonlocal status
+        await kube.patch_proxmoxvm_status(namespace, name, patch)
+        status = apply_merge_patch(status, patch)
+        if tracker is not None:
+            _track_destroy(tracker, namespace, name, status)
+
+    return Checkpoint(write_status=write_status, post_events=functools.partial(_post, body))
 
 
 # ------------------------------------------------------------------------------ reconcile
@@ -114,9 +139,9 @@ async def _reconcile(
         live=functools.partial(kube.read_proxmoxvm, str(meta.namespace), str(meta.name)),
         retry=retry,
     )
-    result = await runtime.reconciler.run_pass(request, _now())
+    result = await runtime.reconciler.run_pass(request, _now(), _checkpoint(body))
     metrics.reconciles.labels(result.progress.value).inc()
-    _write_status(body, patch, result.status)
+    _write_status(body, patch, result.status, result.persisted)
     _post(body, result.events)
     if result.retry_after is not None and raise_to_retry:
         raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
@@ -167,9 +192,11 @@ def destroy_request(body: kopf.Body) -> DestroyRequest:
 @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
 async def destroy(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    result = await runtime.destroyer.run_pass(destroy_request(body), _now())
+    checkpoint = _checkpoint(body, runtime.tracker)
+    result = await runtime.destroyer.run_pass(destroy_request(body), _now(), checkpoint)
     _post(body, result.events)
-    _write_status(body, patch, result.status)
+    if not result.done:  # a released object is gone a moment later: no status to write
+        _write_status(body, patch, result.status, result.persisted)
     if result.error is not None:
         metrics.destroy_errors.labels(result.error.value).inc()
     if result.fallback:
@@ -206,16 +233,18 @@ def _track_destroy_from_status(body: kopf.Body, runtime: Runtime) -> None:
     so a restarted operator rebuilds them at once, not at the object's next (backed-off)
     destroy pass."""
     meta = body.metadata
-    progress = destroy_progress(body.status)
-    if progress is None or FINALIZER not in (meta.get("finalizers") or []):
-        return  # not started, or already released (its DELETED event follows)
-    runtime.tracker.update(
-        str(meta.namespace),
-        str(meta.name),
-        progress.started.timestamp(),
-        progress.step,
-        progress.stalled,
-    )
+    if FINALIZER not in (meta.get("finalizers") or []):
+        return  # already released (its DELETED event follows)
+    _track_destroy(runtime.tracker, str(meta.namespace), str(meta.name), body.status)
+
+
+def _track_destroy(
+    tracker: metrics.DestroyTracker, namespace: str, name: str, status: Mapping[str, Any]
+) -> None:
+    progress = destroy_progress(status)
+    if progress is None:
+        return  # not started
+    tracker.update(namespace, name, progress.started.timestamp(), progress.step, progress.stalled)
 
 
 def _finished(body: kopf.Body, runtime: Runtime, mode: DestroyMode, outcome: Outcome) -> None:

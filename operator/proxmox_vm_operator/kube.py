@@ -89,3 +89,19 @@ def _read_proxmoxvm(namespace: str, name: str) -> dict[str, Any] | None:
 async def read_proxmoxvm(namespace: str, name: str) -> dict[str, Any] | None:
     """The object as the API server has it now; None when it does not exist."""
     return await asyncio.to_thread(_read_proxmoxvm, namespace, name)
+
+
+def _patch_proxmoxvm_status(namespace: str, name: str, patch: dict[str, object]) -> None:
+    api = kubernetes.client.CustomObjectsApi()
+    try:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
+        )
+    except Exception as exc:
+        raise ObjectUnavailable(_read_failure(f"ProxmoxVM {namespace}/{name}", exc)) from None
+
+
+async def patch_proxmoxvm_status(namespace: str, name: str, patch: dict[str, object]) -> None:
+    """Merge ``patch`` into the object's status now (a pass that persists before it waits)."""
+    if patch:
+        await asyncio.to_thread(_patch_proxmoxvm_status, namespace, name, patch)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from proxmox_vm_operator.controller.pace import Pace
 from proxmox_vm_operator.simulator.server import Simulator
 
 from .driver import Driver, FakeSecrets, Operator, fake_secrets, new_simulator
@@ -29,11 +30,12 @@ def secrets(sim: Simulator) -> FakeSecrets:
 
 @pytest.fixture
 def make_driver(sim: Simulator, secrets: FakeSecrets) -> Iterator[MakeDriver]:
-    """``make_driver(stall_after=..., per_node=...)``: a driver with its own operator."""
+    """``make_driver(stall_after=..., per_node=..., pace=...)``: a driver with its own
+    operator (by default one step per pass, as the tests of single steps want)."""
     operators: list[Operator] = []
 
-    def make(*, stall_after: float = 600.0, per_node: int = 4) -> Driver:
-        operator = Operator(secrets, stall_after=stall_after, per_node=per_node)
+    def make(*, stall_after: float = 600.0, per_node: int = 4, pace: Pace | None = None) -> Driver:
+        operator = Operator(secrets, stall_after=stall_after, per_node=per_node, pace=pace)
         operators.append(operator)
         return Driver(sim, operator)
 

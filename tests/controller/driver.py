@@ -37,8 +37,10 @@ from typing import Any
 from proxmox_vm_operator.controller.budget import TaskBudget
 from proxmox_vm_operator.controller.connections import ClientPool
 from proxmox_vm_operator.controller.destroyer import Destroyer, DestroyPass, DestroyRequest
+from proxmox_vm_operator.controller.pace import Checkpoint, Pace
 from proxmox_vm_operator.domain.destroy import Event, Outcome, StallReason
 from proxmox_vm_operator.domain.model import FINALIZER
+from proxmox_vm_operator.proxmox.tasks import TaskWaiter
 from proxmox_vm_operator.sandbox.apimachinery import merge_patch
 from proxmox_vm_operator.simulator.api import RecordedRequest
 from proxmox_vm_operator.simulator.server import Simulator
@@ -77,21 +79,35 @@ class Operator:
     """What an operator process keeps in memory; ``restart`` is a new process."""
 
     def __init__(
-        self, secrets: FakeSecrets, *, stall_after: float = 600.0, per_node: int = 4
+        self,
+        secrets: FakeSecrets,
+        *,
+        stall_after: float = 600.0,
+        per_node: int = 4,
+        pace: Pace | None = None,
     ) -> None:
         self.secrets = secrets
         self.stall_after = stall_after
         self.per_node = per_node
+        self.pace = pace or Pace()
         self.restarts = 0
         # The driver's clock once a Driver takes this operator (it reads the time after calls).
         self.clock: Callable[[], datetime.datetime] = lambda: T0
+        # The driver's too: a pass that follows its task waits on the simulated clock.
+        self.waiter = TaskWaiter()
         self._start()
 
     def _start(self) -> None:
-        self.pool = ClientPool(secret_reader=self.secrets)
+        # Secrets are read on every pass: tests change them between passes.
+        self.pool = ClientPool(secret_reader=self.secrets, reread_after=0.0)
         self.budget = TaskBudget(per_node=self.per_node)
         self.destroyer = Destroyer(
-            self.pool, self.budget, stall_after=self.stall_after, clock=self.clock
+            self.pool,
+            self.budget,
+            stall_after=self.stall_after,
+            clock=self.clock,
+            pace=self.pace,
+            waiter=self.waiter,
         )
 
     def restart(self) -> None:
@@ -240,9 +256,16 @@ class Driver:
         self.operator = operator
         operator.clock = self.now
         operator.destroyer.clock = self.now
+        operator.waiter = TaskWaiter(monotonic=lambda: self.elapsed, sleep=self._sleep)
+        operator.destroyer.waiter = operator.waiter
         self.elapsed = 0.0
         self.destroys: list[Destroy] = []
+        # What passes persisted while they ran (before their end), per object name.
+        self.persisted: dict[str, list[dict[str, object]]] = {}
         self._seen = len(sim.requests)
+
+    async def _sleep(self, seconds: float) -> None:
+        self.advance(seconds)
 
     def add(self, obj: dict[str, Any]) -> Destroy:
         destroy = Destroy(obj, due=self.elapsed)
@@ -275,7 +298,16 @@ class Driver:
             spec=dict(destroy.obj["spec"]),
             status=dict(destroy.obj["status"]),
         )
-        result = await self.operator.destroyer.run_pass(request, self.now())
+
+        posted: list[Event] = []
+
+        async def persist(patch: dict[str, object]) -> None:
+            self.persisted.setdefault(meta["name"], []).append(patch)
+            destroy.obj["status"] = merge_patch(destroy.status, patch)
+
+        checkpoint = Checkpoint(write_status=persist, post_events=posted.extend)
+        result = await self.operator.destroyer.run_pass(request, self.now(), checkpoint)
+        result.events[:0] = posted
         made = self.sim.requests[self._seen :]
         self._seen += len(made)
         record = self._persist(destroy, result)

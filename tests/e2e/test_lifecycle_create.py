@@ -33,14 +33,11 @@ def test_apply_creates_starts_and_reports_a_blank_vm(cluster: Cluster) -> None:
     uid = applied["metadata"]["uid"]
     assert applied["metadata"]["generation"] == 1
 
-    # First seen: Ready is set, not True yet, before the VM exists or runs.
-    started = time.monotonic()
+    # First seen: Ready is set, not True yet: the VMID is written before the VM is made.
     first = wait_object(
         cluster, lambda: condition(cluster.get_vm("web-1")), timeout=10, what="a Ready condition"
     )
-    first_seen = time.monotonic() - started
     assert first["status"] in ("False", "Unknown"), first
-    assert first_seen < 5
 
     vm = wait_phase(cluster, "web-1", "Running", timeout=30)
     status = vm["status"]

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
+
+from proxmox_vm_operator.simulator import Timings
 
 from .harness import Cluster
 from .lifecycle_helpers import Sample, samples, scrape, wait_gone, wait_phase
@@ -69,6 +72,8 @@ def test_metrics_parse_and_api_calls_are_labelled_by_templated_endpoint(
     assert "proxmoxvm_destroy_fallback_total" in names  # a counter exported from the start
 
 
+# 100 simulated seconds, 5 s at the sandbox's time scale: long enough to see the gauge.
+@pytest.mark.sandbox(simulator={"timings": Timings(destroy=100)})
 def test_a_delete_is_measured_and_its_in_flight_gauge_removed(cluster: Cluster) -> None:
     cluster.apply_vm("web-2", {"vmid": 702})
     wait_phase(cluster, "web-2", "Running", timeout=30)

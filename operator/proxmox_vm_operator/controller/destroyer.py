@@ -1,12 +1,19 @@
-"""One pass of the destroy finalizer: observe, decide, carry out one action.
+"""One pass of the destroy finalizer: observe, decide, act, and follow its own tasks.
 
-The caller persists the returned record and, unless the destroy is done, runs the next pass
-after ``retry_after`` seconds. Nothing here waits on the guest.
+A pass observes, lets the domain decide, and carries out the one action. When that action
+started a task and the pass's ``Pace`` allows, the pass follows the task in-process (looking
+when a task of its kind typically ends) and goes on with the next step as soon as it ended:
+a Stop destroy is usually one pass, stop then delete then the proof of absence. Before the
+first wait it persists what a restart must not lose (the start of the destroy, a shutdown
+deadline). The caller persists the returned record and, unless the destroy is done, runs the
+next pass after ``retry_after`` seconds. Nothing waits on the guest past the pace's bound.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +47,24 @@ from ..domain.destroy import (
     shutdown_accepted,
     start_record,
 )
-from ..domain.model import DestroyMode, DestroyPolicy, DestroyStatus, ProxmoxVMSpec
-from ..domain.status import StatusPatch
+from ..domain.model import (
+    DestroyMode,
+    DestroyPolicy,
+    DestroyStatus,
+    DestroyStep,
+    ProxmoxVMSpec,
+    parse_time,
+)
+from ..domain.status import StatusPatch, apply_merge_patch
 from ..domain.vmconfig import ownership_tag, without_ownership_tag
 from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError
+from ..proxmox.tasks import TaskWaiter
 from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
-from .observe import observe_task, observe_vm
+from .observe import observe_task, observe_vm, task_failure, task_observation
+from .pace import Checkpoint, Pace
+
+log = logging.getLogger(__name__)
 
 # After a call started a task, look at it again soon.
 AFTER_CALL = 1.0
@@ -80,6 +98,13 @@ class DestroyPass:
     # What to write to .status: the record, the phase and the conditions.
     status: StatusPatch = field(default_factory=StatusPatch)
     mode: DestroyMode = DestroyMode.STOP  # the mode in force (the duration metric's label)
+    # The status as the API server holds it after what this pass persisted along the way:
+    # the base ``status`` is to be written against.
+    persisted: Mapping[str, Any] | None = None
+    # The task this pass's call started, if any (followed in-process when the pace allows),
+    # and the waiter's time when the call returned.
+    started_task: str | None = None
+    started_at: float = 0.0
 
     @property
     def done(self) -> bool:
@@ -176,6 +201,38 @@ _TASK_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class _Followed:
+    """A task this pass followed to its end, so the next step need not ask again."""
+
+    upid: str
+    task: TaskObservation
+
+
+def _must_persist(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
+    """Whether ``record`` holds what a restart must not lose and the API server lacks: the
+    destroy's start (its stall clock), the shutdown deadline the guest was promised, or that
+    the graceful shutdown ran out (shown to users as ``fallbackUsed``)."""
+    if record is None:
+        return False
+    stored = _record(persisted)
+    return (
+        stored is None
+        or stored.shutdown_deadline != record.shutdown_deadline
+        or stored.fallback_used != record.fallback_used
+    )
+
+
+def _shutdown_due_in(record: DestroyStatus | None, now: datetime.datetime) -> float | None:
+    """Seconds until the forced stop of a graceful shutdown is due; None if none is awaited."""
+    if record is None or record.shutdown_deadline is None:
+        return None
+    if record.step is not DestroyStep.WAITING_FOR_SHUTDOWN:
+        return None
+    # A hair past it: the pass's clock must read the deadline as passed when it decides.
+    return max(0.0, (parse_time(record.shutdown_deadline) - now).total_seconds()) + 0.01
+
+
 class Destroyer:
     def __init__(
         self,
@@ -184,16 +241,88 @@ class Destroyer:
         *,
         stall_after: float,
         clock: Callable[[], datetime.datetime] = _utcnow,
+        pace: Pace | None = None,
+        waiter: TaskWaiter | None = None,
     ) -> None:
         self.pool = pool
         self.budget = budget
         self.stall_after = stall_after
         # Reads the time after a call returns (the pass's ``now`` is from before it).
         self.clock = clock
+        self.pace = pace or Pace()
+        self.waiter = waiter or TaskWaiter()
 
-    async def run_pass(self, request: DestroyRequest, now: datetime.datetime) -> DestroyPass:
+    async def run_pass(
+        self,
+        request: DestroyRequest,
+        now: datetime.datetime,
+        checkpoint: Checkpoint | None = None,
+    ) -> DestroyPass:
+        """One pass; with a pace that follows tasks, as many steps as end within it."""
         parsed = spec_for_destroy(request.spec)
-        result = await self._run_pass(request, parsed.spec, now)
+        deadline = self.waiter.now() + self.pace.follow_within
+        persisted: dict[str, Any] = dict(request.status)
+        current = request
+        followed: _Followed | None = None
+        events: list[Event] = []
+        total = StatusPatch()
+        fallback = False
+        while True:
+            result, client = await self._run_pass(current, parsed.spec, now, followed, deadline)
+            self._report(current, parsed, result, now, first=current is request)
+            events.extend(result.events)
+            total = total.then(result.status)
+            fallback = fallback or result.fallback
+            left = deadline - self.waiter.now()
+            upid = result.started_task
+            if result.done or upid is None or client is None or left <= 0:
+                break
+            if checkpoint is not None:
+                if _must_persist(persisted, result.record):
+                    merge = total.to_merge_patch(persisted)
+                    try:
+                        await checkpoint.write_status(merge)
+                    except Exception as exc:  # the API server's problem: kopf writes it later
+                        log.info("could not persist the destroy of %s: %s", request.name, exc)
+                        break
+                    persisted = apply_merge_patch(persisted, merge)
+                checkpoint.post_events(events)
+                events = []
+            # A graceful shutdown is followed only up to its deadline, where the forced stop
+            # is due.
+            within = deadline - self.waiter.now()
+            due = _shutdown_due_in(result.record, self.clock())
+            if due is not None:
+                within = min(within, due)
+            try:
+                status = await self.waiter.wait(
+                    client, upid, started=result.started_at, within=within
+                )
+            except ProxmoxError as exc:
+                followed = _Followed(upid, task_failure(exc))
+            else:
+                if status.running and (due is None or due > within):
+                    break  # the pace's bound: the next pass looks again
+                followed = _Followed(upid, task_observation(upid, status))
+            local = apply_merge_patch(current.status, total.to_merge_patch(current.status))
+            current = dataclasses.replace(current, status=local)
+            now = self.clock()
+        result.events = events
+        result.status = total
+        result.fallback = fallback
+        result.persisted = persisted
+        return result
+
+    def _report(
+        self,
+        request: DestroyRequest,
+        parsed: DestroySpec,
+        result: DestroyPass,
+        now: datetime.datetime,
+        *,
+        first: bool,
+    ) -> None:
+        """Fill in the pass's message, mode, status patch and stall events."""
         message = result.message
         if parsed.problem is not None:
             result.invalid_spec = parsed.problem
@@ -201,7 +330,7 @@ class Destroyer:
                 f"{message or 'destroying'} (the spec is invalid, so the default policy "
                 f"applies: {parsed.problem})"
             )
-            if request.status.get("destroy") is None:  # say it once, at the first pass
+            if first and request.status.get("destroy") is None:  # once, at the first pass
                 result.events.insert(
                     0,
                     Event(
@@ -225,11 +354,15 @@ class Destroyer:
             now=now,
         )
         result.events.extend(stall_events)
-        return result
 
     async def _run_pass(
-        self, request: DestroyRequest, spec: ProxmoxVMSpec, now: datetime.datetime
-    ) -> DestroyPass:
+        self,
+        request: DestroyRequest,
+        spec: ProxmoxVMSpec,
+        now: datetime.datetime,
+        followed: _Followed | None,
+        deadline: float,
+    ) -> tuple[DestroyPass, ProxmoxClient | None]:
         record = _record(request.status)
         vmid = request.status.get("vmid")
         if record is not None and record.vmid is not None:
@@ -251,7 +384,7 @@ class Destroyer:
             Outcome.FORCE_RELEASED,
             Outcome.ALREADY_ABSENT,
         ):
-            return self._finish(early)
+            return self._finish(early), None
 
         client: ProxmoxClient | None = None
         vm: VMObservation
@@ -262,9 +395,18 @@ class Destroyer:
             vm = VMUnreachable(str(exc))
         else:
             assert ctx.vmid is not None
-            vm = await observe_vm(client, ctx.vmid, _last_node(spec, request.status))
+            vm = await observe_vm(
+                client,
+                ctx.vmid,
+                _last_node(spec, request.status),
+                max_age=self.pace.listing_max_age,
+            )
             if ctx.record is not None and ctx.record.task_upid is not None:
-                task = await observe_task(client, ctx.record.task_upid)
+                upid = ctx.record.task_upid
+                if followed is not None and followed.upid == upid:
+                    task = followed.task
+                else:
+                    task = await observe_task(client, upid)
                 if task.state in (TaskState.SUCCEEDED, TaskState.FAILED):
                     self.budget.finished(ctx.record.task_upid)
         decision = decide(ctx, vm, task)
@@ -274,16 +416,18 @@ class Destroyer:
             and decision.action.outcome in (Outcome.DELETED, Outcome.ALREADY_ABSENT)
         ):
             try:
+                # The listing that proved the VM absent serves (strays predate the destroy).
+                listing = await client.list_vms(max_age=max(self.pace.listing_max_age, 1.0))
                 tagged = [
                     TaggedVM(found.vmid, found.node)
-                    for found in await client.list_vms()
+                    for found in listing
                     if ownership_tag(ctx.uid) in found.tags
                 ]
             except ProxmoxError as exc:
                 decision = call_failed(ctx, decision, _stall_reason(exc), exc.message)
             else:
                 decision = destroy_strays(ctx, decision, tagged)
-        return await self._act(ctx, decision, client)
+        return await self._act(ctx, decision, client, deadline), client
 
     def _finish(self, decision: Decision) -> DestroyPass:
         assert isinstance(decision.action, Release)
@@ -292,7 +436,11 @@ class Destroyer:
         )
 
     async def _act(
-        self, ctx: DestroyContext, decision: Decision, client: ProxmoxClient | None
+        self,
+        ctx: DestroyContext,
+        decision: Decision,
+        client: ProxmoxClient | None,
+        deadline: float,
     ) -> DestroyPass:
         action = decision.action
         if isinstance(action, Release):
@@ -304,7 +452,7 @@ class Destroyer:
             return await self._remove_tag(ctx, decision, client, action)
         assert decision.record is not None
         try:
-            running = await self.budget.look(client, action.node)
+            running = await self.budget.look(client, action.node, max_age=self.pace.listing_max_age)
         except ProxmoxError as exc:
             return self._failed(ctx, decision, exc)
         superseded = ctx.record.task_upid if ctx.record is not None else None
@@ -328,7 +476,9 @@ class Destroyer:
                     message=f"following task {task.upid.raw}, already running",
                 )
         node_key = self.budget.node_key(client, action.node)
-        reservation = self.budget.reserve(node_key)
+        reservation = await self.budget.acquire(
+            node_key, within=max(0.0, deadline - self.waiter.now())
+        )
         if reservation is None:
             return DestroyPass(
                 ctx.record or start_record(ctx),
@@ -341,6 +491,7 @@ class Destroyer:
         except ProxmoxError as exc:
             self.budget.finished(reservation)
             return self._failed(ctx, decision, exc)
+        started_at = self.waiter.now()
         self.budget.started(reservation, upid)
         record = decision.record.model_copy(update={"task_upid": upid})
         if isinstance(action, PowerOff) and action.method is PowerOffMethod.SHUTDOWN:
@@ -352,6 +503,8 @@ class Destroyer:
             message=f"started task {upid}{note}",
             events=list(decision.events),
             fallback=decision.fallback,
+            started_task=upid,
+            started_at=started_at,
         )
 
     @staticmethod

@@ -1,23 +1,30 @@
-"""One pass of reconcile: observe what the domain asks for, then carry out its one action.
+"""One pass of reconcile: observe what the domain asks for, carry out its one action, and
+go on while the next step is due at once.
 
 The decisions are ``domain.reconcile.decide``'s; this module only talks to Proxmox and the
-API server and keeps the per-node task budget. The caller writes ``status`` and runs the next
-pass after ``retry_after`` seconds (``None``: nothing left to do until the object changes or
-the drift timer fires).
+API server and keeps the per-node task budget. When an action asks to be looked at again
+soon (a VMID chosen, a task started, a config written) and the ``Pace`` allows, the pass
+persists what a restart must not lose (the VMID before anything is made under it, the task),
+follows its task in-process, and decides again: a create is usually one pass, create then
+start then Ready. The caller writes ``status`` and runs the next pass after ``retry_after``
+seconds (``None``: nothing left to do until the object changes or the drift timer fires).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.conditions import Progress
-from ..domain.destroy import TaskState
+from ..domain.destroy import TaskObservation, TaskState
 from ..domain.model import ProxmoxVMSpec
 from ..domain.reconcile import (
+    AFTER_CALL,
     CloneVM,
     Connection,
     CreateVM,
@@ -45,12 +52,16 @@ from ..domain.reconcile import (
     task_node,
     task_started,
 )
-from ..domain.status import Event, StatusPatch
-from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource
+from ..domain.status import Event, StatusPatch, apply_merge_patch
+from ..proxmox import ErrorKind, ProxmoxClient, ProxmoxError, VmResource, parse_upid
+from ..proxmox.tasks import TaskWaiter
 from .budget import TaskBudget
 from .connections import ClientPool, ConnectionUnavailable
-from .observe import observe_task
+from .observe import locate_vm, observe_task, task_failure, task_observation
+from .pace import Checkpoint, Pace
 from .vmids import VmidAllocator
+
+log = logging.getLogger(__name__)
 
 # Reads the object as the API server has it now (None: it is gone). A pass acts on the copy
 # its event carried, which a slow API server may hand out long after it changed.
@@ -79,6 +90,28 @@ class ReconcilePass:
     events: list[Event] = field(default_factory=list)
     retry_after: float | None = None
     progress: Progress = Progress.PROGRESSING
+    # The status as the API server holds it after what this pass persisted along the way:
+    # the base ``status`` is to be written against.
+    persisted: Mapping[str, Any] | None = None
+    # The waiter's time when the call that started this pass's task returned.
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Followed:
+    """A task this pass followed to its end, so the next step need not ask again."""
+
+    upid: str
+    task: TaskObservation
+
+
+# Steps one pass may take in a row (create, start, a config write, and their looks).
+_MAX_CONTINUATIONS = 6
+
+
+def _must_persist(persisted: Mapping[str, Any], local: Mapping[str, Any]) -> bool:
+    """What a restart must not lose: the VMID before anything is made under it, the task."""
+    return any(persisted.get(key) != local.get(key) for key in ("vmid", "task"))
 
 
 def _failure(exc: ProxmoxError) -> Failure:
@@ -110,12 +143,113 @@ class Reconciler:
         pool: ClientPool,
         budget: TaskBudget | None = None,
         vmids: VmidAllocator | None = None,
+        *,
+        pace: Pace | None = None,
+        waiter: TaskWaiter | None = None,
+        clock: Callable[[], datetime.datetime] | None = None,
     ) -> None:
         self.pool = pool
         self.budget = budget or TaskBudget(per_node=4)
         self.vmids = vmids or VmidAllocator()
+        self.pace = pace or Pace()
+        self.waiter = waiter or TaskWaiter()
+        self.clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        # Per object: when its last call to Proxmox returned. A kept listing from before that
+        # would not show the change, so the object's next look asks for a newer one.
+        self._changed: dict[str, float] = {}
 
-    async def run_pass(self, request: ReconcileRequest, now: datetime.datetime) -> ReconcilePass:
+    def _changed_since(self, uid: str, client_now: float) -> float | None:
+        changed = self._changed.get(uid)
+        if changed is not None and client_now - changed > self.pace.listing_max_age:
+            del self._changed[uid]  # every listing kept now is newer
+            return None
+        return changed
+
+    async def run_pass(
+        self,
+        request: ReconcileRequest,
+        now: datetime.datetime,
+        checkpoint: Checkpoint | None = None,
+    ) -> ReconcilePass:
+        """One pass; with a pace that follows tasks, every step due at once within it."""
+        deadline = self.waiter.now() + self.pace.follow_within
+        persisted: dict[str, Any] = dict(request.status)
+        local: dict[str, Any] = dict(request.status)
+        events: list[Event] = []
+        total = StatusPatch()
+        followed: _Followed | None = None
+        fresh_after: float | None = None
+        current = request
+        for _ in range(_MAX_CONTINUATIONS):
+            result, client = await self._one_step(current, now, followed, fresh_after, deadline)
+            events.extend(result.events)
+            total = total.then(result.status)
+            local = apply_merge_patch(local, result.status.to_merge_patch(local))
+            if (
+                client is None
+                or result.retry_after is None
+                or result.retry_after > AFTER_CALL
+                or self.waiter.now() >= deadline
+            ):
+                break
+            if checkpoint is None:
+                break  # the caller writes what this step did; nothing goes on before that
+            if _must_persist(persisted, local):
+                merge = total.to_merge_patch(persisted)
+                try:
+                    await checkpoint.write_status(merge)
+                except Exception as exc:  # the API server's problem: kopf writes it later
+                    log.info("could not persist the status of %s: %s", request.name, exc)
+                    break
+                persisted = apply_merge_patch(persisted, merge)
+            checkpoint.post_events(events)
+            events = []
+            task = local.get("task")
+            if isinstance(task, Mapping) and isinstance(task.get("upid"), str):
+                upid = task["upid"]
+                followed = await self._follow(client, upid, result, deadline)
+                if followed is None:
+                    break  # still running: the next pass looks at it
+            if await _deleted_meanwhile(request):
+                break  # the destroy comes next: no more work for a VM on its way out
+            # What this pass did is seen only in a listing asked after it.
+            fresh_after = client.monotonic()
+            current = dataclasses.replace(current, status=local)
+            now = self.clock()
+        result.events = events
+        result.status = total
+        result.persisted = persisted
+        return result
+
+    async def _follow(
+        self, client: ProxmoxClient, upid: str, result: ReconcilePass, deadline: float
+    ) -> _Followed | None:
+        """Wait for the task until the pass's deadline; None if it still runs then."""
+        started = result.started_at
+        if started is None:  # a task of an earlier pass: it started when its UPID says
+            try:
+                age = time.time() - parse_upid(upid).starttime
+            except ValueError:
+                return None
+            started = self.waiter.now() - max(0.0, age)
+        try:
+            status = await self.waiter.wait(
+                client, upid, started=started, within=deadline - self.waiter.now()
+            )
+        except ProxmoxError as exc:
+            return _Followed(upid, task_failure(exc))
+        if status.running:
+            return None
+        return _Followed(upid, task_observation(upid, status))
+
+    async def _one_step(
+        self,
+        request: ReconcileRequest,
+        now: datetime.datetime,
+        followed: _Followed | None,
+        fresh_after: float | None,
+        deadline: float,
+    ) -> tuple[ReconcilePass, ProxmoxClient | None]:
         ctx = context_from_status(
             request.status,
             now=now,
@@ -126,7 +260,7 @@ class Reconciler:
             spec=parse_spec(request.spec),
             retry=request.retry,
         )
-        look = _Look(self, request, ctx)
+        look = _Look(self, request, ctx, followed, fresh_after, self._changed_since)
         seen = Observation()
         for _ in range(_MAX_STEPS):
             decision = decide(ctx, seen)
@@ -134,38 +268,62 @@ class Reconciler:
                 seen = await look(decision.action.need, seen)
                 continue
             if decision.action is None:
-                return _result(decision)
+                return _result(decision), look.client
             assert look.client is not None, "an action needs a connection"
             try:
-                return _result(await self._act(ctx, decision, look.client))
+                acted, started_at = await self._act(ctx, decision, look.client, deadline)
+                self._changed[request.uid] = look.client.monotonic()
+                result = _result(acted)
+                result.started_at = started_at
+                return result, look.client
             except ProxmoxError as exc:
+                # A failed call may have changed something all the same (a lost reply).
+                self._changed[request.uid] = look.client.monotonic()
                 # A failed call is observed like a failed look; decide says what follows. (A
                 # VMID lost to another creator stays held, so it is not handed out again.)
                 seen = dataclasses.replace(seen, failure=_failure(exc))
         raise RuntimeError(f"a reconcile pass did not settle: {decision.action}")
 
     async def _act(
-        self, ctx: ReconcileContext, decision: Decision, client: ProxmoxClient
-    ) -> Decision:
+        self, ctx: ReconcileContext, decision: Decision, client: ProxmoxClient, deadline: float
+    ) -> tuple[Decision, float | None]:
+        """Carry out the action; the waiter's time when a task's call returned, if one did."""
         action = decision.action
         if isinstance(action, UpdateConfig):
             await client.update_config(
                 action.node, action.vmid, dict(action.changes), digest=action.digest
             )
-            return decision
+            return decision, None
         assert isinstance(action, (CreateVM, CloneVM, StartVM, StopVM))
         node = task_node(action)
-        await self.budget.look(client, node)
-        reservation = self.budget.reserve(self.budget.node_key(client, node))
+        await self.budget.look(client, node, max_age=self.pace.listing_max_age)
+        reservation = await self.budget.acquire(
+            self.budget.node_key(client, node), within=max(0.0, deadline - self.waiter.now())
+        )
         if reservation is None:
-            return node_busy(ctx, decision, self.budget.per_node)
+            return node_busy(ctx, decision, self.budget.per_node), None
         try:
             upid = str(await _start(client, action))
         except BaseException:
             self.budget.finished(reservation)
             raise
+        started_at = self.waiter.now()
         self.budget.started(reservation, upid)
-        return task_started(decision, upid)
+        return task_started(decision, upid), started_at
+
+
+async def _deleted_meanwhile(request: ReconcileRequest) -> bool:
+    """Whether the object is gone or being deleted now (a pass that goes on checks first)."""
+    if request.live is None:
+        return False
+    try:
+        live = await request.live()
+    except Exception:
+        return True  # unknown: stop here; the next pass judges afresh
+    if live is None:
+        return True
+    metadata = live.get("metadata")
+    return isinstance(metadata, Mapping) and bool(metadata.get("deletionTimestamp"))
 
 
 async def _start(client: ProxmoxClient, action: TaskAction) -> object:
@@ -191,10 +349,21 @@ async def _start(client: ProxmoxClient, action: TaskAction) -> object:
 class _Look:
     """The observations of one pass; a failed one is an observation too."""
 
-    def __init__(self, reconciler: Reconciler, request: ReconcileRequest, ctx: ReconcileContext):
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        request: ReconcileRequest,
+        ctx: ReconcileContext,
+        followed: _Followed | None,
+        fresh_after: float | None,
+        changed_since: Callable[[str, float], float | None],
+    ):
         self.reconciler = reconciler
         self.request = request
         self.ctx = ctx
+        self.followed = followed
+        self.fresh_after = fresh_after
+        self.changed_since = changed_since
         self.client: ProxmoxClient | None = None
 
     async def __call__(self, need: Need, seen: Observation) -> Observation:
@@ -231,18 +400,26 @@ class _Look:
             return dataclasses.replace(seen, next_vmid=vmid)
         if need is Need.TASK:
             assert ctx.task is not None
-            task = await observe_task(client, ctx.task.upid)
+            if self.followed is not None and self.followed.upid == ctx.task.upid:
+                task = self.followed.task
+            else:
+                task = await observe_task(client, ctx.task.upid)
             if task.state in (TaskState.SUCCEEDED, TaskState.FAILED):
                 self.reconciler.budget.finished(ctx.task.upid)
+                # What the task did shows only in a listing asked after it ended.
+                ended = client.monotonic()
+                self.fresh_after = max(self.fresh_after or ended, ended)
             return dataclasses.replace(seen, task=task)
         assert ctx.vmid is not None
+        max_age = self.reconciler.pace.listing_max_age
         if need is Need.VM:
-            return dataclasses.replace(seen, vm=_listed(await client.find_vm(ctx.vmid)))
+            found = await locate_vm(client, ctx.vmid, max_age=max_age, asked_after=self.fresh_after)
+            return dataclasses.replace(seen, vm=_listed(found))
         if need is Need.CLONE_SOURCE:
             spec = ctx.spec
             assert isinstance(spec, ProxmoxVMSpec)
             assert spec.source is not None and spec.source.clone_from is not None
-            source = await client.find_vm(spec.source.clone_from.vmid)
+            source = await locate_vm(client, spec.source.clone_from.vmid, max_age=max_age)
             return dataclasses.replace(seen, clone_source=_listed(source))
         assert isinstance(seen.vm, ListedVM)
         node = seen.vm.node

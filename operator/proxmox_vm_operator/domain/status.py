@@ -97,3 +97,22 @@ def _json(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_json(item) for item in value]
     return value
+
+
+def apply_merge_patch(
+    current: Mapping[str, object], patch: Mapping[str, object]
+) -> dict[str, object]:
+    """``current`` after the JSON merge patch ``patch`` (RFC 7386): what the API server keeps."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            inner = merged[key]
+            assert isinstance(inner, Mapping)
+            merged[key] = apply_merge_patch(inner, value)
+        elif isinstance(value, Mapping):
+            merged[key] = apply_merge_patch({}, value)
+        else:
+            merged[key] = value
+    return merged

@@ -84,6 +84,22 @@ class _Outcome:
     duration_seconds: float
 
 
+@dataclass(frozen=True)
+class _VmListing:
+    """A successful `/cluster/resources?type=vm` answer. `sent_at` is on the client's clock,
+    read just before the request was handed to a worker: never later than the real send, so
+    the listing is never taken for fresher than it is."""
+
+    sent_at: float
+    vms: tuple[VmResource, ...]  # VmResource is frozen: safe to hand to every caller
+
+
+@dataclass(frozen=True)
+class _VmListingRequest:
+    sent_at: float
+    answer: asyncio.Task[_VmListing]
+
+
 class ProxmoxClient:
     """Typed, non-blocking access to one Proxmox VE cluster.
 
@@ -99,8 +115,11 @@ class ProxmoxClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_concurrent_calls: int = 4,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: the clock listing ages and ``asked_after`` moments are read on."""
         self.settings = settings
+        self.monotonic = monotonic
         self._observer = observer
         self._timeout = (connect_timeout, read_timeout)
         self._local = threading.local()
@@ -114,6 +133,11 @@ class ProxmoxClient:
         self._verify = self.ca_file or not settings.insecure_skip_tls_verify
         # Read once per connection (this client), again when Proxmox refuses a parameter.
         self._version: ProxmoxVersion | None = None
+        # One cluster listing serves every caller of this client (see `list_vms`).
+        self._vm_listing: _VmListing | None = None
+        self._vm_listing_in_flight: _VmListingRequest | None = None
+        # The event loop keeps only weak references to tasks.
+        self._vm_listing_tasks: set[asyncio.Task[_VmListing]] = set()
         self._finalizer = weakref.finalize(self, _release, self._executor, self.ca_file)
 
     def __repr__(self) -> str:
@@ -157,14 +181,38 @@ class ProxmoxClient:
             node=node,
         )
 
-    async def list_vms(self) -> list[VmResource]:
-        """Every QEMU VM of the cluster (LXC containers are left out)."""
-        return await self._call(_parse_vm_list, "GET", "/cluster/resources", {"type": "vm"})
+    async def list_vms(
+        self, *, max_age: float = 0.0, asked_after: float | None = None
+    ) -> list[VmResource]:
+        """Every QEMU VM of the cluster (LXC containers are left out), from one listing that
+        serves every caller of this client.
 
-    async def find_vm(self, vmid: int) -> VmResource | None:
+        Freshness is the caller's choice, in moments read from `client.monotonic()`:
+        - ``max_age``: the last listing is good enough if its request was sent at most this
+          many seconds ago. The default 0 always asks again; an id the caller merely wants to
+          look up (presence, the node a VM lives on) may accept a few seconds.
+        - ``asked_after``: only a listing whose request was sent at or after this moment will
+          do. A decision that something is ABSENT must pass the moment that matters (e.g.
+          when the delete task ended, or before the create was sent), so that an older
+          listing never answers for a later state.
+        A listing in flight is joined, whatever ``max_age``, when it was sent at or after
+        ``asked_after``: nothing fresher could be had. Concurrent callers that need a new
+        listing send one request between them. A failed listing is raised to every caller
+        that joined it and is never kept.
+        """
+        listing = await self._shared_vm_listing(max_age=max_age, asked_after=asked_after)
+        return list(listing.vms)
+
+    async def find_vm(
+        self, vmid: int, *, max_age: float = 0.0, asked_after: float | None = None
+    ) -> VmResource | None:
         """The VM with this id anywhere in the cluster; None only when Proxmox answered and the
-        answer lacks it (an LXC container with the id does not count as the VM)."""
-        return next((vm for vm in await self.list_vms() if vm.vmid == vmid), None)
+        answer lacks it (an LXC container with the id does not count as the VM).
+
+        Freshness as in `list_vms`: a None that will be acted on as "absent" needs
+        ``asked_after``; a presence lookup may accept ``max_age``."""
+        listing = await self._shared_vm_listing(max_age=max_age, asked_after=asked_after)
+        return next((vm for vm in listing.vms if vm.vmid == vmid), None)
 
     async def next_vmid(self) -> int:
         """The lowest free id; nothing is reserved, so a create may still lose it (TAKEN)."""
@@ -284,6 +332,61 @@ class ProxmoxClient:
         return await self._vm_task("DELETE", "", node, vmid, params)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    async def _shared_vm_listing(self, *, max_age: float, asked_after: float | None) -> _VmListing:
+        def sent_late_enough(sent_at: float) -> bool:
+            return asked_after is None or sent_at >= asked_after
+
+        kept = self._vm_listing
+        # max_age 0 means "ask again" even when the clock has not moved since the last one.
+        if (
+            kept is not None
+            and max_age > 0
+            and self.monotonic() - kept.sent_at <= max_age
+            and sent_late_enough(kept.sent_at)
+        ):
+            return kept
+        request = self._vm_listing_in_flight
+        if (
+            request is None
+            or request.answer.get_loop() is not asyncio.get_running_loop()
+            or not sent_late_enough(request.sent_at)
+        ):
+            request = self._start_vm_listing()
+        # A cancelled caller must not cancel the request that others have joined.
+        return await asyncio.shield(request.answer)
+
+    def _start_vm_listing(self) -> _VmListingRequest:
+        sent_at = self.monotonic()
+        answer = asyncio.create_task(self._fetch_vm_listing(sent_at))
+        self._vm_listing_tasks.add(answer)
+        answer.add_done_callback(self._vm_listing_done)
+        # Replaces any older request still in flight: later callers join the newest.
+        request = _VmListingRequest(sent_at, answer)
+        self._vm_listing_in_flight = request
+        return request
+
+    async def _fetch_vm_listing(self, sent_at: float) -> _VmListing:
+        try:
+            vms = await self._call(_parse_vm_list, "GET", "/cluster/resources", {"type": "vm"})
+        finally:
+            # Cleared here rather than in a done callback, so that no caller can join a
+            # request that has already failed.
+            in_flight = self._vm_listing_in_flight
+            if in_flight is not None and in_flight.answer is asyncio.current_task():
+                self._vm_listing_in_flight = None
+        listing = _VmListing(sent_at, tuple(vms))
+        # Requests may end out of order; keep the one sent last.
+        if self._vm_listing is None or self._vm_listing.sent_at <= sent_at:
+            self._vm_listing = listing
+        return listing
+
+    def _vm_listing_done(self, answer: asyncio.Task[_VmListing]) -> None:
+        self._vm_listing_tasks.discard(answer)
+        if not answer.cancelled():
+            # Its callers may all have been cancelled; retrieving the error here keeps
+            # asyncio from logging it as never retrieved.
+            answer.exception()
 
     async def _vm_task(
         self, method: str, suffix: str, node: str, vmid: int, params: Mapping[str, ParamValue]

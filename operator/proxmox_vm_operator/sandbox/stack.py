@@ -263,7 +263,7 @@ class KubeAPIProcess(Child):
 
 
 PORT_ATTEMPTS = 3
-PORT_TAKEN = "Address already in use"
+PORT_TAKEN = "address already in use"  # compared case-blind: Python words it both ways
 
 
 class SimulatorProcess(Child):
@@ -321,7 +321,7 @@ class SimulatorProcess(Child):
                 self._await(what, self._answers, timeout, pause or sleeping(0.1))
             except StartError:
                 self.stop()
-                if attempt + 1 < PORT_ATTEMPTS and PORT_TAKEN in self.log_tail():
+                if attempt + 1 < PORT_ATTEMPTS and PORT_TAKEN in self.log_tail().lower():
                     self._choose_ports()
                     continue
                 raise
