@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import secrets
@@ -147,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
     pool = ClientPool(observer=metrics.observe_api_call, reread_after=args.secret_reread_seconds)
     budget = TaskBudget(args.max_tasks_per_node)  # shared: one limit per node for all work
-    pace = Pace.operator()
+    pace = dataclasses.replace(Pace.operator(), full_check_after=args.full_check_seconds)
     waiter = TaskWaiter()  # shared: what it learns of task lengths serves every object
     runtime = handlers.Runtime(
         reconciler=Reconciler(pool, budget, pace=pace, waiter=waiter),
@@ -249,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="most Proxmox tasks the operator keeps in flight on one node",
+    )
+    run.add_argument(
+        "--full-check-seconds",
+        type=float,
+        default=3600.0,
+        help="how often an idle object's VM is compared with its spec in full (config, power, "
+        "pending changes); between, the drift check every minute compares the shared "
+        "cluster listing (power state, node, tags, lock) and calls nothing when it agrees",
     )
     run.add_argument(
         "--secret-reread-seconds",

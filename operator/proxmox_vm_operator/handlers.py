@@ -125,7 +125,7 @@ def _checkpoint(body: kopf.Body, tracker: metrics.DestroyTracker | None = None) 
 
 
 async def _reconcile(
-    body: kopf.Body, patch: kopf.Patch, memo: Any, *, retry: int, raise_to_retry: bool
+    body: kopf.Body, patch: kopf.Patch, memo: Any, *, retry: int, periodic: bool
 ) -> None:
     runtime: Runtime = memo.runtime
     meta = body.metadata
@@ -138,12 +138,13 @@ async def _reconcile(
         status=dict(body.status),
         live=functools.partial(kube.read_proxmoxvm, str(meta.namespace), str(meta.name)),
         retry=retry,
+        periodic=periodic,
     )
     result = await runtime.reconciler.run_pass(request, _now(), _checkpoint(body))
     metrics.reconciles.labels(result.progress.value).inc()
     _write_status(body, patch, result.status, result.persisted)
     _post(body, result.events)
-    if result.retry_after is not None and raise_to_retry:
+    if result.retry_after is not None and not periodic:
         raise kopf.TemporaryError(f"{IN_PROGRESS}reconcile", delay=result.retry_after)
 
 
@@ -153,7 +154,7 @@ async def _reconcile(
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, **_: Any) -> None:
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, retry=retry, raise_to_retry=True)
+    await _reconcile(body, patch, memo, retry=retry, periodic=False)
 
 
 @kopf.timer(
@@ -168,7 +169,7 @@ async def check_drift(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -
     """A periodic pass, for changes made in Proxmox behind the operator's back."""
     if body.metadata.get("deletionTimestamp"):
         return
-    await _reconcile(body, patch, memo, retry=0, raise_to_retry=False)
+    await _reconcile(body, patch, memo, retry=0, periodic=True)
 
 
 # -------------------------------------------------------------------------------- destroy

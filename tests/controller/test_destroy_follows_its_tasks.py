@@ -111,3 +111,30 @@ async def test_task_ends_are_noticed_with_few_looks_once_their_length_is_known(
 
     assert destroy.outcome is Outcome.DELETED, destroy.describe()
     assert task_looks(sim, later) <= learning / 2, (learning, sim.requests[later:])
+
+
+async def test_a_destroy_over_before_checkpoint_after_writes_nothing_until_its_release(
+    sim: Simulator, make_driver: MakeDriver
+) -> None:
+    sim.add_vm(VMID, tags=[ownership_tag()], running=True)
+    driver = make_driver(pace=Pace(follow_within=10.0, listing_max_age=5.0, checkpoint_after=5.0))
+
+    destroy = await driver.destroy(proxmox_vm(VMID, name="quick"))
+
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    assert driver.persisted.get("quick") is None
+    assert [e.reason for e in destroy.events] == ["Stopping", "DeletingVM"]
+
+
+async def test_a_destroy_that_outlasts_checkpoint_after_writes_its_start_while_it_waits(
+    sim: Simulator, make_driver: MakeDriver
+) -> None:
+    sim.add_vm(VMID, tags=[ownership_tag()], running=True)
+    # The simulator's stop takes 1 s: longer than the 0.5 s the pace waits before writing.
+    driver = make_driver(pace=Pace(follow_within=10.0, listing_max_age=5.0, checkpoint_after=0.5))
+
+    destroy = await driver.destroy(proxmox_vm(VMID, name="slow"))
+
+    assert destroy.outcome is Outcome.DELETED, destroy.describe()
+    (written,) = driver.persisted["slow"]
+    assert written["destroy"]["step"] == "Stopping"  # type: ignore[index]

@@ -149,12 +149,22 @@ def test_a_refusal_already_reported_posts_no_second_warning() -> None:
 
 
 def test_a_new_object_records_a_vmid_from_nextid_before_anything_exists() -> None:
-    decision, asked = play(context(), next_vmid=105)
-    assert asked == [Need.NEXT_VMID]
+    decision, asked = play(context(), next_vmid=105, live=LiveCheck())
+    assert asked == [Need.LIVE, Need.NEXT_VMID]
     assert decision.action is None  # no Proxmox write: the VMID is persisted first
     assert patch_of(decision)["vmid"] == 105
     assert patch_of(decision)["phase"] == "Provisioning"
     assert decision.retry_after == AFTER_CALL
+
+
+def test_a_copy_behind_a_recorded_vmid_records_none_of_its_own() -> None:
+    """A pass that recorded a VMID and went on to create the VM, then a pass on a copy that
+    does not show the write yet: choosing another id would leave the first VM unnamed."""
+    stale = LiveCheck("the object now records VM 105, not None")
+    decision, asked = play(context(), live=stale)
+    assert asked == [Need.LIVE]
+    assert decision.action is None and patch_of(decision) == {}
+    assert decision.retry_after is not None and decision.retry_after > AFTER_CALL
 
 
 def test_an_explicit_vmid_needs_no_nextid() -> None:
@@ -513,7 +523,7 @@ def test_a_started_task_is_recorded_with_its_kind() -> None:
 
 
 def test_conditions_keep_their_transition_time_while_the_status_holds() -> None:
-    first, _ = play(context(), next_vmid=105)
+    first, _ = play(context(), next_vmid=105, live=LiveCheck())
     stored = {"vmid": 105, "conditions": patch_of(first)["conditions"]}
     later = dataclasses.replace(context(stored), now=T0 + datetime.timedelta(minutes=5))
     second, _ = play(later, vm=NotListed(), live=LiveCheck())

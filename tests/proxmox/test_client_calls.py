@@ -47,9 +47,9 @@ async def test_list_vms_keeps_qemu_entries_and_parses_them(
     vms = await client.list_vms()
     assert fake_pve.requests[0].query == {"type": ["vm"]}
     assert vms == [
-        VmResource(100, "pve1", ("vmop-1234", "web"), None),
-        VmResource(9000, "pve2", (), "clone"),
-        VmResource(102, "pve2", (), None),
+        VmResource(100, "pve1", ("vmop-1234", "web"), None, "running"),
+        VmResource(9000, "pve2", (), "clone", "stopped"),
+        VmResource(102, "pve2", (), None, "unknown"),
     ]
 
 

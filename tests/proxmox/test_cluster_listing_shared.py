@@ -122,6 +122,26 @@ async def test_a_listing_in_flight_is_joined_only_if_sent_at_or_after_asked_afte
     assert listings_sent(simulator) == 2
 
 
+async def test_callers_too_late_for_the_listing_in_flight_share_the_next_one(
+    simulator: Simulator, proxmox: ProxmoxClient, clock: ManualClock
+) -> None:
+    """However many callers need a listing newer than the one in flight, one more is sent,
+    when it ends, and it was sent after each of them asked."""
+    first = asyncio.create_task(proxmox.list_vms())
+    await in_flight(first)
+    clock.now += 1
+    simulator.add_vm(100)  # made after the listing in flight was sent
+    late = []
+    for _ in range(5):  # each asks after the last one asked
+        late.append(asyncio.create_task(proxmox.find_vm(100, asked_after=clock.now)))
+        await asyncio.sleep(0)
+        clock.now += 1
+    found = await asyncio.gather(*late)
+    await first
+    assert listings_sent(simulator) == 2
+    assert all(vm is not None and vm.vmid == 100 for vm in found), found
+
+
 async def test_a_failed_listing_is_raised_to_every_joined_caller_and_not_kept(
     simulator: Simulator, proxmox: ProxmoxClient
 ) -> None:

@@ -111,6 +111,8 @@ class Driver:
     # The object as the API server has it now, when a test makes it differ from the copy
     # the passes act on (a slow API server); None: the same as that copy.
     live: LiveReader | None = None
+    # The passes are the drift timer's (ReconcileRequest.periodic).
+    periodic: bool = False
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Driver:
             status=copy.deepcopy(self.status),
             live=self.live,
             retry=self.attempt,
+            periodic=self.periodic,
         )
         now = self.now
         result = await self.reconciler.run_pass(request, now)

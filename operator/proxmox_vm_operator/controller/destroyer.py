@@ -209,6 +209,19 @@ class _Followed:
     task: TaskObservation
 
 
+def _must_persist_now(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
+    """What may not wait at all: the guest's deadline, and that the graceful shutdown ran out."""
+    if record is None:
+        return False
+    stored = _record(persisted) or DestroyStatus.model_validate(
+        {"startedAt": record.started_at, "mode": record.mode, "step": record.step}
+    )
+    return (
+        stored.shutdown_deadline != record.shutdown_deadline
+        or stored.fallback_used != record.fallback_used
+    )
+
+
 def _must_persist(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
     """Whether ``record`` holds what a restart must not lose and the API server lacks: the
     destroy's start (its stall clock), the shutdown deadline the guest was promised, or that
@@ -277,15 +290,18 @@ class Destroyer:
             upid = result.started_task
             if result.done or upid is None or client is None or left <= 0:
                 break
-            if checkpoint is not None:
-                if _must_persist(persisted, result.record):
-                    merge = total.to_merge_patch(persisted)
-                    try:
-                        await checkpoint.write_status(merge)
-                    except Exception as exc:  # the API server's problem: kopf writes it later
-                        log.info("could not persist the destroy of %s: %s", request.name, exc)
-                        break
-                    persisted = apply_merge_patch(persisted, merge)
+            # What a restart must not lose is written before the wait: a shutdown deadline
+            # or a fallback at once, the start of the destroy once the wait outlasts the
+            # pace's ``checkpoint_after`` (a destroy that is over by then never writes it;
+            # a restart before then finds its task in the node's task list).
+            pending = checkpoint is not None and _must_persist(persisted, result.record)
+            urgent = pending and _must_persist_now(persisted, result.record)
+            if urgent:
+                if not await self._checkpoint(checkpoint, total, persisted, request):
+                    break
+                persisted = apply_merge_patch(persisted, total.to_merge_patch(persisted))
+                pending = False
+            if checkpoint is not None:  # events cost a write whenever they go: post them now
                 checkpoint.post_events(events)
                 events = []
             # A graceful shutdown is followed only up to its deadline, where the forced stop
@@ -294,10 +310,18 @@ class Destroyer:
             due = _shutdown_due_in(result.record, self.clock())
             if due is not None:
                 within = min(within, due)
+            first = min(within, self.pace.checkpoint_after) if pending else within
             try:
                 status = await self.waiter.wait(
-                    client, upid, started=result.started_at, within=within
+                    client, upid, started=result.started_at, within=first
                 )
+                if status.running and pending and first < within:
+                    if not await self._checkpoint(checkpoint, total, persisted, request):
+                        break
+                    persisted = apply_merge_patch(persisted, total.to_merge_patch(persisted))
+                    status = await self.waiter.wait(
+                        client, upid, started=result.started_at, within=within - first
+                    )
             except ProxmoxError as exc:
                 followed = _Followed(upid, task_failure(exc))
             else:
@@ -312,6 +336,22 @@ class Destroyer:
         result.fallback = fallback
         result.persisted = persisted
         return result
+
+    @staticmethod
+    async def _checkpoint(
+        checkpoint: Checkpoint | None,
+        total: StatusPatch,
+        persisted: Mapping[str, Any],
+        request: DestroyRequest,
+    ) -> bool:
+        """Write the status; False if the write failed."""
+        assert checkpoint is not None
+        try:
+            await checkpoint.write_status(total.to_merge_patch(persisted))
+        except Exception as exc:  # the API server's problem: kopf writes it later
+            log.info("could not persist the destroy of %s: %s", request.name, exc)
+            return False
+        return True
 
     def _report(
         self,

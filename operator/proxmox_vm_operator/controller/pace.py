@@ -31,9 +31,26 @@ class Pace:
     # How old a cluster or node listing may be when it only says where a VM is or what runs
     # on a node (a verdict that something is absent always asks afresh).
     listing_max_age: float = 0.0
+    # How long a destroy pass waits on its first task before it writes that the destroy has
+    # started (a destroy over by then writes nothing until its release). A shutdown deadline
+    # is written at once whatever this says.
+    checkpoint_after: float = 0.0
+    # How often an idle object's VM is compared with its spec in full (config, power,
+    # pending changes); between, the drift timer's pass stops at the shared cluster listing
+    # when it shows nothing changed (power state, node, tags, lock). 0: every pass in full.
+    full_check_after: float = 0.0
+    # How old a listing the drift timer's pass accepts (Proxmox's own lags ~10 s).
+    periodic_listing_max_age: float = 0.0
 
     @classmethod
     def operator(cls) -> Pace:
         # 10 s: a typical stop + delete (or create + start) ends inside one pass, and an
-        # annotation put on the object meanwhile is seen within that bound.
-        return cls(follow_within=10.0, listing_max_age=5.0)
+        # annotation put on the object meanwhile is seen within that bound. 2 s: `kubectl get`
+        # shows a destroy that takes longer as Deleting within 2 s.
+        return cls(
+            follow_within=10.0,
+            listing_max_age=5.0,
+            checkpoint_after=2.0,
+            full_check_after=3600.0,
+            periodic_listing_max_age=10.0,
+        )

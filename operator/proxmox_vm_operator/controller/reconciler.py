@@ -49,6 +49,7 @@ from ..domain.reconcile import (
     judge_live_object,
     node_busy,
     parse_spec,
+    steady_by_listing,
     task_node,
     task_started,
 )
@@ -82,6 +83,8 @@ class ReconcileRequest:
     status: Mapping[str, Any]
     live: LiveReader | None = None
     retry: int = 0  # kopf's retry: passes in a row of this handling that asked to re-run
+    # The drift timer's pass: it may stop at the shared listing (``steady_by_listing``).
+    periodic: bool = False
 
 
 @dataclass
@@ -128,7 +131,7 @@ def _failure(exc: ProxmoxError) -> Failure:
 def _listed(found: VmResource | None) -> ListedVM | NotListed:
     if found is None:
         return NotListed()
-    return ListedVM(found.vmid, found.node, frozenset(found.tags), found.lock)
+    return ListedVM(found.vmid, found.node, frozenset(found.tags), found.lock, found.status)
 
 
 def _result(decision: Decision) -> ReconcilePass:
@@ -154,6 +157,8 @@ class Reconciler:
         self.pace = pace or Pace()
         self.waiter = waiter or TaskWaiter()
         self.clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        # Per object: when a pass last compared its VM with the spec in full and found it so.
+        self._full_checks: dict[str, float] = {}
         # Per object: when its last call to Proxmox returned. A kept listing from before that
         # would not show the change, so the object's next look asks for a newer one.
         self._changed: dict[str, float] = {}
@@ -172,6 +177,45 @@ class Reconciler:
         checkpoint: Checkpoint | None = None,
     ) -> ReconcilePass:
         """One pass; with a pace that follows tasks, every step due at once within it."""
+        if request.periodic and await self._steady(request, now):
+            return ReconcilePass(progress=Progress.READY)
+        result = await self._run_pass(request, now, checkpoint)
+        if result.progress is Progress.READY:
+            self._full_checks[request.uid] = self.waiter.now()
+        return result
+
+    async def _steady(self, request: ReconcileRequest, now: datetime.datetime) -> bool:
+        """Whether a periodic pass can stop at the shared listing: a full pass ran less than
+        ``full_check_after`` ago and the listing shows nothing changed. Any doubt (no
+        client, a failed listing) runs the full pass, which reports it."""
+        checked = self._full_checks.get(request.uid)
+        if checked is None or self.waiter.now() - checked >= self.pace.full_check_after:
+            return False
+        ctx = context_from_status(
+            request.status,
+            now=now,
+            namespace=request.namespace,
+            name=request.name,
+            uid=request.uid,
+            generation=request.generation,
+            spec=parse_spec(request.spec),
+        )
+        spec = ctx.spec
+        if ctx.vmid is None or not isinstance(spec, ProxmoxVMSpec):
+            return False
+        try:
+            client = await self.pool.client(request.namespace, spec.connection_ref.name)
+            found = await client.find_vm(ctx.vmid, max_age=self.pace.periodic_listing_max_age)
+        except (ConnectionUnavailable, ProxmoxError):
+            return False
+        return steady_by_listing(ctx, request.status, _listed(found))
+
+    async def _run_pass(
+        self,
+        request: ReconcileRequest,
+        now: datetime.datetime,
+        checkpoint: Checkpoint | None,
+    ) -> ReconcilePass:
         deadline = self.waiter.now() + self.pace.follow_within
         persisted: dict[str, Any] = dict(request.status)
         local: dict[str, Any] = dict(request.status)

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from .conditions import READY, Progress, find, parse_conditions, set_readiness
+from .conditions import READY, Progress, find, is_true, parse_conditions, set_readiness
 from .destroy import TaskObservation, TaskState, backoff
 from .model import (
     OWNERSHIP_TAG_PREFIX,
@@ -49,6 +49,8 @@ from .vmconfig import (
 AFTER_CALL = 1.0
 # A lock or an unreadable task heals by itself: look again this soon.
 RECHECK = 5.0
+# A copy of the object older than what the API server holds: look again with a newer one.
+STALE_COPY_RECHECK = 2.0
 SECRET_RECHECK_CAP = 30.0
 RECONCILE_RETRY_CAP = 60.0
 # How long a guest may take to shut down for spec.powerState: Stopped before it is stopped.
@@ -207,6 +209,34 @@ class ListedVM:
     node: str
     tags: frozenset[str] = frozenset()
     lock: str | None = None
+    power: str | None = None  # running | stopped | unknown, up to ~10 s old
+
+
+def steady_by_listing(
+    ctx: ReconcileContext, status: Mapping[str, object], listed: ListedVM | NotListed
+) -> bool:
+    """Whether a periodic pass may stop at the shared cluster listing, with no call of its
+    own: the object is Ready at its generation with no task under way, and the listing shows
+    its VM where the status says, with the ownership tag, unlocked, in the power state the
+    status reports. What the listing does not show (disks, networks, memory, pending
+    changes) is compared by a full pass, which the controller runs every so often anyway."""
+    spec = ctx.spec
+    if isinstance(spec, InvalidSpec) or ctx.task is not None or ctx.vmid is None:
+        return False
+    if not isinstance(listed, ListedVM) or listed.vmid != ctx.vmid:
+        return False
+    if status.get("observedGeneration") != ctx.generation:
+        return False
+    if not is_true(ctx.conditions, READY):
+        return False
+    expected = {"Running": "running", "Stopped": "stopped"}.get(str(status.get("powerState")))
+    return (
+        listed.node == status.get("node")
+        and ownership_tag(ctx.uid) in listed.tags
+        and listed.lock is None
+        and expected is not None
+        and listed.power == expected
+    )
 
 
 @dataclass(frozen=True)
@@ -507,7 +537,14 @@ def decide(ctx: ReconcileContext, seen: Observation) -> Decision:
         return Decision(Look(Need.CONNECTION))
 
     if ctx.vmid is None:
-        # Persist the VMID before anything exists under it.
+        # Persist the VMID before anything exists under it. A VMID of the operator's choice
+        # is chosen on the live object: this copy may lag behind a pass that recorded one
+        # (and may have made its VM), and recording another would leave that VM unnamed.
+        if spec.vmid is None and seen.live is None:
+            return Decision(Look(Need.LIVE))
+        if spec.vmid is None and seen.live is not None and seen.live.stale is not None:
+            # The next pass gets a newer copy; a longer wait than a step's ends this pass.
+            return Decision(None, StatusPatch(), retry_after=STALE_COPY_RECHECK)
         if spec.vmid is None and seen.next_vmid is None:
             return Decision(Look(Need.NEXT_VMID))
         vmid = spec.vmid if spec.vmid is not None else seen.next_vmid

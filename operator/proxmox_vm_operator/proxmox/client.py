@@ -138,6 +138,8 @@ class ProxmoxClient:
         self._vm_listing_in_flight: _VmListingRequest | None = None
         # The event loop keeps only weak references to tasks.
         self._vm_listing_tasks: set[asyncio.Task[_VmListing]] = set()
+        # The listing that starts when the one in flight ends (see `_next_vm_listing`).
+        self._vm_listing_follow_up: asyncio.Task[_VmListing] | None = None
         self._finalizer = weakref.finalize(self, _release, self._executor, self.ca_file)
 
     def __repr__(self) -> str:
@@ -347,13 +349,32 @@ class ProxmoxClient:
         ):
             return kept
         request = self._vm_listing_in_flight
-        if (
-            request is None
-            or request.answer.get_loop() is not asyncio.get_running_loop()
-            or not sent_late_enough(request.sent_at)
-        ):
+        if request is None or request.answer.get_loop() is not asyncio.get_running_loop():
             request = self._start_vm_listing()
+        elif not sent_late_enough(request.sent_at):
+            # One in flight, but too old for this caller: wait for the listing that starts
+            # when it ends, shared by every caller in the same case. One listing at a time
+            # stays in flight however many objects ask (500 destroys each proving absence
+            # would otherwise send 500 listings of 500 VMs).
+            return await asyncio.shield(self._next_vm_listing(request))
         # A cancelled caller must not cancel the request that others have joined.
+        return await asyncio.shield(request.answer)
+
+    def _next_vm_listing(self, current: _VmListingRequest) -> asyncio.Task[_VmListing]:
+        follow_up = self._vm_listing_follow_up
+        if follow_up is None or follow_up.done():
+            follow_up = asyncio.create_task(self._listing_after(current))
+            self._vm_listing_tasks.add(follow_up)
+            follow_up.add_done_callback(self._vm_listing_done)
+            self._vm_listing_follow_up = follow_up
+        return follow_up
+
+    async def _listing_after(self, current: _VmListingRequest) -> _VmListing:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(current.answer)  # its outcome is its own callers'
+        # Sent now: after every caller that joined this follow-up asked.
+        self._vm_listing_follow_up = None
+        request = self._start_vm_listing()
         return await asyncio.shield(request.answer)
 
     def _start_vm_listing(self) -> _VmListingRequest:

@@ -104,13 +104,16 @@ class ActiveTask:
 
 @dataclass(frozen=True)
 class VmResource:
-    """One QEMU entry of `/cluster/resources?type=vm`. Its power status lags ~10 s behind,
-    so it is not read from here: `vm_status` is authoritative."""
+    """One QEMU entry of `/cluster/resources?type=vm`. Its power status lags ~10 s behind
+    (pvestatd's broadcast): `vm_status` is authoritative, this one only says that nothing
+    seems to have changed (a periodic check of an idle object)."""
 
     vmid: int
     node: str
     tags: tuple[str, ...]
     lock: str | None
+    # running | stopped | unknown, as pvestatd last broadcast it: up to ~10 s old.
+    status: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> VmResource:
@@ -119,6 +122,7 @@ class VmResource:
             node=str(data["node"]),
             tags=parse_tags(data.get("tags")),
             lock=_optional_str(data.get("lock")),
+            status=_optional_str(data.get("status")),
         )
 
 

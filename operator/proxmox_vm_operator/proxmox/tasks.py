@@ -1,18 +1,19 @@
 """Waiting for a Proxmox task to end: looking when it is likely to have ended, not on a timer.
 
-Proxmox has no way to wait on a task (no long poll, no event stream), so its end is noticed
-by asking ``GET /nodes/{node}/tasks/{upid}/status``. Asking on a fixed timer is either slow
-(a 50 ms stop noticed a second later) or wasteful (a 30 s delete asked about 300 times).
-Tasks of one type on one node take much the same time again and again, so the waiter keeps,
-per (cluster, node, task type), what recent tasks showed of their length, counted from the
-moment the call that started them returned: the last look that saw each running and the
-first that saw it ended. Their length lies between the longest of the first and the shortest
-of the second. While that bracket is wide, the first look goes to its middle (halving it for
-the next task), the second to its top; once narrow, one look at its top sees the task ended,
-tens of milliseconds after it did. A task that outlasts the bracket is looked at after
-growing gaps (``GROWTH``, at most ``LONGEST_GAP`` apart), and a kind whose tasks changed
-length starts its bracket afresh. With nothing learned yet, the looks start ``FIRST_LOOK``
-after the call and the gaps grow from there.
+Proxmox has no way to wait on a task (no long poll, no event stream), so its end is noticed by
+asking ``GET /nodes/{node}/tasks/{upid}/status``. Asking on a fixed timer is either slow (a 50
+ms stop noticed a second later) or wasteful (a 30 s delete asked about 300 times). Tasks of one
+type on one node take much the same time again and again, so the waiter keeps, per (cluster,
+node, task type), what recent tasks showed of their length, counted from the moment the call
+that started them returned: the last look that saw each running and the first that saw it
+ended. Their length lies between the longest of the first and the shortest of the second. While
+that bracket is wide, the first look goes to its middle (halving it for the next task), the
+second to its top; once narrow, one look at its top sees the task ended, tens of milliseconds
+after it did. A task that outlasts the bracket is looked at after growing gaps (``GROWTH``, at
+most ``LONGEST_GAP`` apart), and a kind whose tasks changed length starts its bracket afresh. A
+look at the top cannot tell that tasks got shorter, so every ``PROBE_EVERY``-th task of a kind
+is also looked at once at half the bracket's bottom. With nothing learned yet, the looks start
+``FIRST_LOOK`` after the call and the gaps grow from there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ LONGEST_GAP = 1.0
 REMEMBERED = 5
 # A bracket narrower than this is not halved any more: one look at its top.
 NARROW = 0.04
+# Every this many tasks of a kind, one look early, in case its tasks got shorter.
+PROBE_EVERY = 4
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -51,6 +54,13 @@ class TaskDurations:
     """What recent tasks of each kind showed of their length."""
 
     _seen: dict[tuple[str, str, str], deque[Bracket]] = field(default_factory=dict)
+    _counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def probe_due(self, kind: tuple[str, str, str]) -> bool:
+        """Counts the kind's tasks; true for every ``PROBE_EVERY``-th."""
+        count = self._counts.get(kind, 0) + 1
+        self._counts[kind] = count
+        return count % PROBE_EVERY == 0
 
     def bracket(self, kind: tuple[str, str, str]) -> Bracket | None:
         """Where the length of the kind's tasks lies, by every recent one; None: unknown."""
@@ -112,6 +122,8 @@ class TaskWaiter:
         else:
             looks = [started + known.ended]
             gap = NARROW
+        if known is not None and self.durations.probe_due(kind) and known.running > 2 * NARROW:
+            looks.insert(0, started + known.running / 2)
         last_running = 0.0
         while True:
             look_at = looks.pop(0) if looks else self.now()
