@@ -7,6 +7,8 @@ once the object is being deleted.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,10 +31,13 @@ class Recorder:
         self.writes: list[dict[str, object]] = []
         self.events: list[Event] = []
         self.deleted_after_writes = deleted_after_writes
+        self.task_written = asyncio.Event()
 
     async def write_status(self, patch: dict[str, object]) -> None:
         self.writes.append(patch)
         self.status = apply_merge_patch(self.status, patch)
+        if "task" in patch:
+            self.task_written.set()
 
     def post_events(self, events: Sequence[Event]) -> None:
         self.events.extend(events)
@@ -114,3 +119,24 @@ async def test_without_a_checkpoint_a_pass_does_one_step(sim: Simulator, pool: C
     assert calls(sim) == []
     assert result.status.vmid == 122
     assert result.retry_after is not None
+
+
+async def test_a_drift_pass_beside_a_pass_under_way_does_nothing(
+    sim: Simulator, pool: ClientPool
+) -> None:
+    """kopf runs the drift timer apart from the change handlers: while a create waits on its
+    task (or for a task slot), a timer pass beside it must not create too."""
+    reconciler = Reconciler(pool, pace=FOLLOWING)
+    recorder = Recorder()
+    creating = asyncio.create_task(
+        reconciler.run_pass(request(recorder), START, recorder.checkpoint())
+    )
+    await asyncio.wait_for(recorder.task_written.wait(), timeout=10)  # the create runs
+
+    # The timer's copy shows what was written: the VMID and the create's task.
+    beside = dataclasses.replace(request(recorder), status=dict(recorder.status), periodic=True)
+    result = await reconciler.run_pass(beside, START, recorder.checkpoint())
+    await creating
+
+    assert result.retry_after is None and result.status.to_merge_patch({}) == {}
+    assert calls(sim) == ["POST qemu", "POST start"]  # one create only

@@ -12,6 +12,7 @@ seconds (``None``: nothing left to do until the object changes or the drift time
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
@@ -157,6 +158,8 @@ class Reconciler:
         self.pace = pace or Pace()
         self.waiter = waiter or TaskWaiter()
         self.clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        # Per object: the lock its passes hold (see run_pass).
+        self._passes: dict[str, tuple[asyncio.Lock, int]] = {}  # and how many passes use it
         # Per object: when a pass last compared its VM with the spec in full and found it so.
         self._full_checks: dict[str, float] = {}
         # Per object: when its last call to Proxmox returned. A kept listing from before that
@@ -176,10 +179,26 @@ class Reconciler:
         now: datetime.datetime,
         checkpoint: Checkpoint | None = None,
     ) -> ReconcilePass:
-        """One pass; with a pace that follows tasks, every step due at once within it."""
-        if request.periodic and await self._steady(request, now):
-            return ReconcilePass(progress=Progress.READY)
-        result = await self._run_pass(request, now, checkpoint)
+        """One pass; with a pace that follows tasks, every step due at once within it.
+
+        One pass per object at a time: kopf runs the drift timer apart from the change
+        handlers, and a timer pass beside a create that waits for a task slot would create
+        too. A periodic pass finds the object busy and does nothing; another pass waits."""
+        lock, users = self._passes.get(request.uid, (asyncio.Lock(), 0))
+        if request.periodic and lock.locked():
+            return ReconcilePass(progress=Progress.PROGRESSING)
+        self._passes[request.uid] = (lock, users + 1)
+        try:
+            async with lock:
+                if request.periodic and await self._steady(request, now):
+                    return ReconcilePass(progress=Progress.READY)
+                result = await self._run_pass(request, now, checkpoint)
+        finally:
+            lock, users = self._passes[request.uid]
+            if users == 1:
+                del self._passes[request.uid]  # no pass holds or waits for it
+            else:
+                self._passes[request.uid] = (lock, users - 1)
         if result.progress is Progress.READY:
             self._full_checks[request.uid] = self.waiter.now()
         return result
