@@ -210,15 +210,7 @@ class Reconciler:
         checked = self._full_checks.get(request.uid)
         if checked is None or self.waiter.now() - checked >= self.pace.full_check_after:
             return False
-        ctx = context_from_status(
-            request.status,
-            now=now,
-            namespace=request.namespace,
-            name=request.name,
-            uid=request.uid,
-            generation=request.generation,
-            spec=parse_spec(request.spec),
-        )
+        ctx = _context(request, now)
         spec = ctx.spec
         if ctx.vmid is None or not isinstance(spec, ProxmoxVMSpec):
             return False
@@ -313,16 +305,7 @@ class Reconciler:
         fresh_after: float | None,
         deadline: float,
     ) -> tuple[ReconcilePass, ProxmoxClient | None]:
-        ctx = context_from_status(
-            request.status,
-            now=now,
-            namespace=request.namespace,
-            name=request.name,
-            uid=request.uid,
-            generation=request.generation,
-            spec=parse_spec(request.spec),
-            retry=request.retry,
-        )
+        ctx = _context(request, now)
         look = _Look(self, request, ctx, followed, fresh_after, self._changed_since)
         seen = Observation()
         for _ in range(_MAX_STEPS):
@@ -373,6 +356,19 @@ class Reconciler:
         started_at = self.waiter.now()
         self.budget.started(reservation, upid)
         return task_started(decision, upid), started_at
+
+
+def _context(request: ReconcileRequest, now: datetime.datetime) -> ReconcileContext:
+    return context_from_status(
+        request.status,
+        now=now,
+        namespace=request.namespace,
+        name=request.name,
+        uid=request.uid,
+        generation=request.generation,
+        spec=parse_spec(request.spec),
+        retry=request.retry,
+    )
 
 
 async def _deleted_meanwhile(request: ReconcileRequest) -> bool:
