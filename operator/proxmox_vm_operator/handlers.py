@@ -141,7 +141,8 @@ async def _reconcile(
         periodic=periodic,
     )
     result = await runtime.reconciler.run_pass(request, _now(), _checkpoint(body))
-    metrics.reconciles.labels(result.progress.value).inc()
+    if not result.skipped:  # a drift pass beside another pass of the object did nothing
+        metrics.reconciles.labels(result.progress.value).inc()
     _write_status(body, patch, result.status, result.persisted)
     _post(body, result.events)
     if result.retry_after is not None and not periodic:
@@ -219,6 +220,7 @@ def track_objects(body: kopf.Body, event: Mapping[str, Any], memo: Any, **_: Any
     meta = body.metadata
     if event.get("type") == "DELETED":
         runtime.objects.gone(str(meta.uid))
+        runtime.reconciler.forget(str(meta.uid))
         runtime.tracker.finish(str(meta.namespace), str(meta.name))
         return
     if meta.get("deletionTimestamp"):

@@ -209,31 +209,23 @@ class _Followed:
     task: TaskObservation
 
 
-def _must_persist_now(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
-    """What may not wait at all: the guest's deadline, and that the graceful shutdown ran out."""
-    if record is None:
-        return False
-    stored = _record(persisted) or DestroyStatus.model_validate(
-        {"startedAt": record.started_at, "mode": record.mode, "step": record.step}
-    )
-    return (
-        stored.shutdown_deadline != record.shutdown_deadline
-        or stored.fallback_used != record.fallback_used
-    )
-
-
 def _must_persist(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
     """Whether ``record`` holds what a restart must not lose and the API server lacks: the
-    destroy's start (its stall clock), the shutdown deadline the guest was promised, or that
-    the graceful shutdown ran out (shown to users as ``fallbackUsed``)."""
+    destroy's start (its stall clock), or what ``_must_persist_now`` names."""
+    return record is not None and (
+        _record(persisted) is None or _must_persist_now(persisted, record)
+    )
+
+
+def _must_persist_now(persisted: Mapping[str, Any], record: DestroyStatus | None) -> bool:
+    """What may not wait at all: the shutdown deadline the guest was promised, and that the
+    graceful shutdown ran out (shown to users as ``fallbackUsed``)."""
     if record is None:
         return False
     stored = _record(persisted)
-    return (
-        stored is None
-        or stored.shutdown_deadline != record.shutdown_deadline
-        or stored.fallback_used != record.fallback_used
-    )
+    deadline = stored.shutdown_deadline if stored is not None else None
+    fallback = stored.fallback_used if stored is not None else False
+    return deadline != record.shutdown_deadline or fallback != record.fallback_used
 
 
 def _shutdown_due_in(record: DestroyStatus | None, now: datetime.datetime) -> float | None:

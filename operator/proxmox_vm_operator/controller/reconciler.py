@@ -99,6 +99,8 @@ class ReconcilePass:
     persisted: Mapping[str, Any] | None = None
     # The waiter's time when the call that started this pass's task returned.
     started_at: float | None = None
+    # A drift pass that found another pass of the object under way: it did nothing.
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,11 @@ class Reconciler:
             return None
         return changed
 
+    def forget(self, uid: str) -> None:
+        """The object is gone: drop what this process kept of it."""
+        self._full_checks.pop(uid, None)
+        self._changed.pop(uid, None)
+
     async def run_pass(
         self,
         request: ReconcileRequest,
@@ -186,7 +193,7 @@ class Reconciler:
         too. A periodic pass finds the object busy and does nothing; another pass waits."""
         lock, users = self._passes.get(request.uid, (asyncio.Lock(), 0))
         if request.periodic and lock.locked():
-            return ReconcilePass(progress=Progress.PROGRESSING)
+            return ReconcilePass(skipped=True)
         self._passes[request.uid] = (lock, users + 1)
         try:
             async with lock:
